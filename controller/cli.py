@@ -1,0 +1,189 @@
+"""The ``vapi-reconciler`` command line (CONTRACT section 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import DBAPIError
+
+from controller.config import ConfigError, Settings, load_settings
+from controller.logs import configure_logging
+from controller.reconcile.full_pass import plan_pass, reconcile_pass
+from controller.report import plan_json, plan_text, status_rows_sorted
+from controller.runtime import open_runtime
+from controller.secret import MissingKeyError, read_master_key, redact
+from controller.vapi.errors import VapiError
+from desired_state.engine import DatabaseURLError, async_engine
+from desired_state.load import load_status
+from desired_state.migrate import migrate as run_migrations
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("config.toml"),
+    show_default=True,
+    help="Settings file; DATABASE_URL, VAPI_BASE_URL and BACKEND_URL in the environment win.",
+)
+org_option = click.option(
+    "--org",
+    "org_ids",
+    type=click.UUID,
+    multiple=True,
+    help="Only this organization (repeatable). Tools are always converged account-wide.",
+)
+
+
+def _fails_cleanly(command: F) -> F:
+    """Known failures print one line (never the key) and exit 1."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, MissingKeyError, DatabaseURLError, VapiError) as exc:
+            click.echo(f"error: {redact(str(exc))}", err=True)
+        except DBAPIError as exc:
+            click.echo(f"error: database: {redact(str(exc.orig)).strip()}", err=True)
+        sys.exit(1)
+
+    return run  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING...")
+@click.option(
+    "--log-json/--log-text", default=None, help="Log format; default: JSON unless on a terminal."
+)
+def main(log_level: str, log_json: bool | None) -> None:
+    """Keep a Vapi account in line with the platform's Postgres."""
+    configure_logging(level=log_level.upper(), json=log_json)
+
+
+@main.command()
+@config_option
+@click.option(
+    "--with-platform-schema",
+    is_flag=True,
+    help="Also create the platform's tables (organizations, agents, ...) where absent.",
+)
+@_fails_cleanly
+def migrate(config_path: Path, with_platform_schema: bool) -> None:
+    """Create or upgrade the controller's own schema."""
+    settings = load_settings(config_path)
+    revision = run_migrations(settings.database.url, with_platform_schema=with_platform_schema)
+    click.echo(f"schema at revision {revision}")
+
+
+@main.command()
+@config_option
+@org_option
+@_fails_cleanly
+def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
+    """One full pass, then exit: 0 if every desired organization converged, 1 otherwise."""
+    settings = load_settings(config_path)
+
+    async def run() -> bool:
+        async with open_runtime(settings, key=read_master_key()) as runtime:
+            outcome = await reconcile_pass(runtime, org_ids=org_ids or None)
+        states = ", ".join(f"{n} {s}" for s, n in sorted(outcome.states().items()))
+        click.echo(f"{len(outcome.orgs)} organizations: {states or 'none'}")
+        for error in outcome.tool_errors:
+            click.echo(f"tool error: {error}", err=True)
+        if outcome.prune_blocked:
+            click.echo(outcome.prune_blocked, err=True)
+        return outcome.converged
+
+    sys.exit(0 if asyncio.run(run()) else 1)
+
+
+@main.command()
+@config_option
+@org_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_fails_cleanly
+def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
+    """What a pass would change, changing nothing: exit 0 none, 2 pending, 1 error."""
+    settings = load_settings(config_path)
+
+    async def run() -> bool:
+        async with open_runtime(settings, key=read_master_key()) as runtime:
+            pending = await plan_pass(runtime, org_ids=org_ids or None)
+        if as_json:
+            click.echo(json.dumps(plan_json(pending), indent=2, default=str))
+        else:
+            click.echo(plan_text(pending))
+        return pending.has_changes
+
+    sys.exit(2 if asyncio.run(run()) else 0)
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_fails_cleanly
+def status(config_path: Path, as_json: bool) -> None:
+    """Each organization's state, unreconciled ones first."""
+    settings = load_settings(config_path)
+    rows = status_rows_sorted(asyncio.run(_read_status(settings)))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    print_status(rows, Console())
+
+
+async def _read_status(settings: Settings) -> list[dict[str, Any]]:
+    engine = async_engine(settings.database.url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return await load_status(conn)
+    finally:
+        await engine.dispose()
+
+
+def print_status(rows: list[Any], console: Console) -> None:
+    table = Table(title=f"{len(rows)} organizations")
+    table.add_column("organization", no_wrap=True)
+    for column in ("state", "age", "last synced", "message"):
+        table.add_column(column, overflow="fold")
+    now = datetime.now(UTC)
+    for row in rows:
+        since = row["unreconciled_since"]
+        synced = row["last_synced_at"]
+        table.add_row(
+            str(row["org_id"]),
+            row["state"],
+            _age(now - since) if since else "",
+            synced.strftime("%Y-%m-%d %H:%M:%S") if synced else "never",
+            (row["message"] or "")[:200],
+        )
+    console.print(table)
+
+
+def _age(delta: Any) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds}s"
+
+
+@main.command()
+@click.option("--orgs", default=24, show_default=True, help="How many clinics to seed.")
+@_fails_cleanly
+def demo(orgs: int) -> None:
+    """The whole loop on embedded defaults: no Postgres, no Vapi key needed."""
+    from controller.demo import run_demo
+
+    configure_logging(level="WARNING", json=False)
+    run_demo(orgs=orgs, console=Console())

@@ -1,0 +1,125 @@
+"""Settings: ``config.toml`` overlaid by the environment.
+
+Why: one typed, validated view of every knob, with a default for each so a partial file is
+valid. It must not read the Vapi key (see ``controller.secret``) and must not do any other I/O
+than reading the file it is given.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(Exception):
+    """The configuration file or environment is invalid; the message says where."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ControllerSettings(_Section):
+    paused: bool = False
+    paused_orgs: tuple[UUID, ...] = ()
+    mode: Literal["enforce", "observe"] = "enforce"
+    prune: bool = False
+    max_prune_per_pass: int = Field(default=10, ge=0)
+    max_prune_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+
+class AlertingSettings(_Section):
+    unreconciled_after_seconds: int = Field(default=600, ge=0)
+    webhook_url: str = ""
+
+
+class VapiSettings(_Section):
+    base_url: str = "https://api.vapi.ai"
+    rate_limit_per_second: float = Field(default=10.0, gt=0)
+    burst: int = Field(default=10, ge=1)
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    page_limit: int = Field(default=1000, ge=1, le=1000)
+
+
+class DefaultsSettings(_Section):
+    model_provider: str = "openai"
+    model: str = "gpt-4o"
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=250, ge=50, le=10000)
+    voice_provider: str = "vapi"
+    voice: str = "Elliot"
+    language: str = "en-US"
+    transcriber_provider: str = "deepgram"
+    transcriber_model: str = "nova-2"
+    max_duration_seconds: int = Field(default=600, ge=10, le=43200)
+    webhook_path: str = "/api/vapi/webhook"
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+
+
+class ServerSettings(_Section):
+    listen: str = "127.0.0.1:9464"
+
+
+class Settings(_Section):
+    controller: ControllerSettings = ControllerSettings()
+    alerting: AlertingSettings = AlertingSettings()
+    vapi: VapiSettings = VapiSettings()
+    defaults: DefaultsSettings = DefaultsSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    server: ServerSettings = ServerSettings()
+    backend_url: str = "http://localhost:8000"
+
+    def is_paused(self, org_id: UUID) -> bool:
+        return self.controller.paused or org_id in self.controller.paused_orgs
+
+    @property
+    def writes_enabled(self) -> bool:
+        return self.controller.mode == "enforce" and not self.controller.paused
+
+
+_ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "DATABASE_URL": ("database", "url"),
+    "VAPI_BASE_URL": ("vapi", "base_url"),
+    "BACKEND_URL": ("backend_url",),
+}
+
+
+def load_settings(path: Path, *, environ: dict[str, str] | None = None) -> Settings:
+    """Read ``path`` (a missing file means all defaults) and apply the environment over it."""
+    env = dict(os.environ) if environ is None else environ
+    raw: dict[str, object] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for var, keys in _ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_path(raw, keys, env[var])
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def _set_path(raw: dict[str, object], keys: tuple[str, ...], value: str) -> None:
+    node = raw
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"[{key}] must be a table")
+        node = child
+    node[keys[-1]] = value

@@ -1,0 +1,132 @@
+"""Actions: the steps a plan asks for. Plain values; ``controller.reconcile.apply`` runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+from controller.core.drift import FieldChange
+
+Cause = Literal["desired", "drift", "adopt"]
+
+
+@dataclass(frozen=True)
+class CreateTool:
+    tool_name: str
+    body: Mapping[str, Any]
+    definition_hash: str
+
+
+@dataclass(frozen=True)
+class AdoptTool:
+    """Record an existing Vapi tool of ours (found by name and URL) in the registry."""
+
+    tool_name: str
+    vapi_id: str
+    definition_hash: str
+
+
+@dataclass(frozen=True)
+class UpdateTool:
+    tool_name: str
+    vapi_id: str
+    body: Mapping[str, Any]
+    definition_hash: str
+    changes: tuple[FieldChange, ...]
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class DeleteTool:
+    tool_name: str
+    vapi_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CreateAssistant:
+    org_id: UUID
+    agent_id: UUID
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LinkAssistant:
+    """Point ``agents.vapi_assistant_id`` at an assistant already tagged for the agent."""
+
+    org_id: UUID
+    agent_id: UUID
+    vapi_id: str
+
+
+@dataclass(frozen=True)
+class UpdateAssistant:
+    org_id: UUID
+    agent_id: UUID
+    vapi_id: str
+    patch: Mapping[str, Any]
+    """Only the top-level keys that changed, each sent whole (PATCH is shallow)."""
+    desired: Mapping[str, Any]
+    """The full managed body, for the baseline."""
+    changes: tuple[FieldChange, ...]
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class DeleteAssistant:
+    org_id: UUID
+    vapi_id: str
+    reason: str
+
+
+ToolAction = CreateTool | AdoptTool | UpdateTool | DeleteTool
+AssistantAction = CreateAssistant | LinkAssistant | UpdateAssistant | DeleteAssistant
+Action = ToolAction | AssistantAction
+
+VAPI_WRITES = (
+    CreateTool,
+    UpdateTool,
+    DeleteTool,
+    CreateAssistant,
+    UpdateAssistant,
+    DeleteAssistant,
+)
+
+
+def is_vapi_write(action: Action) -> bool:
+    return isinstance(action, VAPI_WRITES)
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    actions: tuple[ToolAction, ...] = ()
+    invalid: Mapping[str, str] = field(default_factory=dict)
+    """Tool name -> why its definition cannot be registered."""
+    orphans: tuple[str, ...] = ()
+    """Vapi ids of our tools no longer wanted (deleted only when pruning is allowed)."""
+
+
+@dataclass(frozen=True)
+class OrgPlan:
+    org_id: UUID
+    actions: tuple[AssistantAction, ...] = ()
+    invalid: Mapping[UUID, str] = field(default_factory=dict)
+    """Agent id -> why its row cannot be rendered."""
+    blocked: str | None = None
+    """An ownership conflict: nothing may be written for this organization."""
+    orphans: tuple[str, ...] = ()
+    """Vapi ids of managed assistants of this organization that no agent wants."""
+
+    @property
+    def deletes(self) -> tuple[DeleteAssistant, ...]:
+        return tuple(a for a in self.actions if isinstance(a, DeleteAssistant))
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for a in self.actions if is_vapi_write(a))
+
+    def without_deletes(self) -> OrgPlan:
+        kept = tuple(a for a in self.actions if not isinstance(a, DeleteAssistant))
+        return OrgPlan(self.org_id, kept, self.invalid, self.blocked, self.orphans)

@@ -1,0 +1,86 @@
+"""Desired state as plain frozen values, as ``desired_state`` loads it from Postgres."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+
+def fingerprint(value: Any) -> str:
+    """A stable SHA-256 of a JSON-able value (key order does not matter)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DesiredAgent:
+    agent_id: UUID
+    org_id: UUID
+    role: str
+    name: str
+    system_prompt: str
+    first_message: str | None = None
+    voice: str | None = None
+    voice_provider: str | None = None
+    language: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    max_call_duration: int | None = None
+    vapi_assistant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DesiredTool:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    path: str
+    is_async: bool = True
+    roles: tuple[str, ...] = ("inbound", "outbound")
+    enabled: bool = True
+
+    @property
+    def definition_hash(self) -> str:
+        return fingerprint(
+            {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+                "path": self.path,
+                "async": self.is_async,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class DesiredOrg:
+    org_id: UUID
+    agents: tuple[DesiredAgent, ...] = ()
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the controller last wrote to one Vapi object, and what Vapi answered."""
+
+    vapi_id: str
+    desired_hash: str | None
+    observed_hash: str | None
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """A consistent snapshot: organizations to converge, the tool definitions, the registry."""
+
+    orgs: Mapping[UUID, DesiredOrg] = field(default_factory=dict)
+    tools: tuple[DesiredTool, ...] = ()
+    tool_ids: Mapping[str, str] = field(default_factory=dict)
+    """Tool name -> Vapi tool id, from the controller's registry."""
+    baselines: Mapping[str, Baseline] = field(default_factory=dict)
+    """Vapi id -> baseline of the controller's last write."""
+    known_org_ids: frozenset[UUID] = frozenset()
+    """Every organization the controller has a status row for (to notice removed ones)."""

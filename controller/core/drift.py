@@ -1,0 +1,94 @@
+"""Drift: how an observed Vapi object differs from the body the controller would send.
+
+Only managed fields count: the comparison walks the *desired* body, so fields Vapi fills in
+(ids, timestamps, defaults, ``latestVersion``) never show up as drift. Absent and ``null`` are
+alike; ``model.toolIds`` is compared as a set. Must not do I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.core.desired import Baseline, fingerprint
+
+SET_LIKE_PATHS = frozenset({"model.toolIds"})
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+
+def project(desired: Any, observed: Any, path: str = "") -> Any:
+    """``observed`` cut down to the shape of ``desired``: what the controller manages of it."""
+    if isinstance(desired, Mapping):
+        source = observed if isinstance(observed, Mapping) else {}
+        return {
+            key: project(value, source.get(key), _join(path, key)) for key, value in desired.items()
+        }
+    if path in SET_LIKE_PATHS and isinstance(observed, list):
+        return sorted(str(item) for item in observed)
+    if isinstance(desired, list) and isinstance(observed, list) and len(desired) == len(observed):
+        return [project(d, o, path) for d, o in zip(desired, observed, strict=True)]
+    return observed
+
+
+def diff(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[FieldChange]:
+    """Field-level changes needed to turn ``observed`` into ``desired`` (managed fields only)."""
+    changes: list[FieldChange] = []
+    _walk(desired, project(desired, observed), "", changes)
+    return changes
+
+
+def _walk(desired: Any, observed: Any, path: str, out: list[FieldChange]) -> None:
+    if isinstance(desired, Mapping) and isinstance(observed, Mapping):
+        for key, value in desired.items():
+            _walk(value, observed.get(key), _join(path, key), out)
+        return
+    if path in SET_LIKE_PATHS and isinstance(desired, list):
+        if sorted(map(str, desired)) != sorted(map(str, observed or [])):
+            out.append(FieldChange(path, observed, desired))
+        return
+    if not _equal(desired, observed):
+        out.append(FieldChange(path, observed, desired))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(float(a) - float(b)) < 1e-9
+    return bool(a == b)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def observed_hash(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> str:
+    """Fingerprint of what Vapi holds of the managed fields: the baseline after a write."""
+    return fingerprint(project(desired, observed))
+
+
+def drift(
+    desired: Mapping[str, Any], observed: Mapping[str, Any], baseline: Baseline | None
+) -> list[FieldChange]:
+    """Changes needed, trusting the baseline of the controller's last write.
+
+    Vapi may store a value differently from how it was sent. If nothing changed on either side
+    since the last write (desired body and observed managed fields both match their recorded
+    fingerprints), the object is in sync whatever the literal comparison says.
+    """
+    changes = diff(desired, observed)
+    if (
+        changes
+        and baseline is not None
+        and baseline.desired_hash == fingerprint(desired)
+        and baseline.observed_hash == observed_hash(desired, observed)
+    ):
+        return []
+    return changes

@@ -1,0 +1,93 @@
+"""Outcomes: what a reconcile of one organization came to, derived from its plan and the
+results of its actions. Pure: the status row is written by ``controller.reconcile.status``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+from uuid import UUID
+
+from controller.core.actions import OrgPlan
+
+State = Literal["synced", "progressing", "failed", "paused", "blocked"]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: str
+    """The action's type name, e.g. ``UpdateAssistant``."""
+    description: str
+    ok: bool
+    write: bool
+    """The action was a Vapi write (not a registry-only step)."""
+    error: str = ""
+    transient: bool = False
+    """The failure may clear by itself (rate limit, 5xx, unknown outcome)."""
+
+
+@dataclass(frozen=True)
+class OrgOutcome:
+    org_id: UUID
+    state: State
+    message: str
+    writes: int = 0
+    desired: bool = True
+    orphans: int = 0
+
+    @property
+    def converged(self) -> bool:
+        return self.state in ("synced", "paused")
+
+
+@dataclass
+class PassOutcome:
+    reconcile_id: str
+    orgs: list[OrgOutcome] = field(default_factory=list)
+    tool_errors: list[str] = field(default_factory=list)
+    prune_blocked: str = ""
+
+    @property
+    def converged(self) -> bool:
+        return not self.tool_errors and all(o.converged for o in self.orgs if o.desired)
+
+    def states(self) -> Counter[str]:
+        return Counter(o.state for o in self.orgs)
+
+
+def org_outcome(
+    plan: OrgPlan,
+    results: Sequence[ActionResult],
+    *,
+    desired: bool,
+    paused: bool,
+    observe_only: bool,
+    prune_blocked: str,
+) -> OrgOutcome:
+    writes = sum(1 for r in results if r.ok and r.write)
+    pending = len(plan.actions)
+
+    orphans = len(plan.orphans) - sum(1 for r in results if r.ok and r.action == "DeleteAssistant")
+
+    def done(state: State, message: str) -> OrgOutcome:
+        return OrgOutcome(plan.org_id, state, message, writes, desired, max(orphans, 0))
+
+    if plan.blocked:
+        return done("blocked", f"ownership conflict: {plan.blocked}")
+    if paused:
+        return done("paused", f"paused; {pending} changes pending" if pending else "paused")
+    if observe_only and pending:
+        return done("progressing", f"observe mode: {pending} changes pending")
+    failures = [r for r in results if not r.ok]
+    problems = [f"{r.description}: {r.error}" for r in failures]
+    problems += [f"agent {agent}: {why}" for agent, why in plan.invalid.items()]
+    if failures and all(r.transient for r in failures) and not plan.invalid:
+        return done("progressing", "; ".join(problems))
+    if problems:
+        return done("failed", "; ".join(problems))
+    if prune_blocked and plan.orphans:
+        return done("blocked", prune_blocked)
+    if orphans > 0:
+        return done("synced", f"{orphans} orphaned assistant(s) left alone (prune = false)")
+    return done("synced", "")

@@ -1,0 +1,281 @@
+"""Plan: desired + observed -> ordered actions. Pure: no I/O.
+
+Tools are planned once for the whole account (``plan_tools``); assistants per organization
+(``plan_org``); pruning is bounded across the whole pass (``guard_prune``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from controller.config import DefaultsSettings
+from controller.core.actions import (
+    AdoptTool,
+    AssistantAction,
+    Cause,
+    CreateAssistant,
+    CreateTool,
+    DeleteAssistant,
+    DeleteTool,
+    LinkAssistant,
+    OrgPlan,
+    ToolAction,
+    ToolPlan,
+    UpdateAssistant,
+    UpdateTool,
+)
+from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredTool, fingerprint
+from controller.core.drift import FieldChange, drift
+from controller.core.observed import ObservedAssistant, ObservedTool
+from controller.core.render import (
+    InvalidAgentError,
+    InvalidToolError,
+    render_assistant,
+    render_tool,
+)
+
+
+def plan_tools(
+    *,
+    tools: Sequence[DesiredTool],
+    observed: Sequence[ObservedTool],
+    registry: Mapping[str, str],
+    baselines: Mapping[str, Baseline],
+    backend_url: str,
+    prune: bool,
+) -> ToolPlan:
+    by_id = {t.id: t for t in observed}
+    ours = sorted((t for t in observed if t.is_ours(backend_url)), key=lambda t: t.created_at)
+    actions: list[ToolAction] = []
+    invalid: dict[str, str] = {}
+    claimed: set[str] = set()
+    for tool in tools:
+        registered = registry.get(tool.name)
+        if registered:
+            claimed.add(registered)
+        if not tool.enabled:
+            continue
+        try:
+            body = render_tool(tool, backend_url=backend_url)
+        except InvalidToolError as exc:
+            invalid[tool.name] = str(exc)
+            continue
+        current = by_id.get(registered) if registered else None
+        cause: Cause = "desired"
+        if current is None:
+            current = next((t for t in ours if t.function_name == tool.name), None)
+            if current is None:
+                actions.append(CreateTool(tool.name, body, tool.definition_hash))
+                continue
+            claimed.add(current.id)
+            actions.append(AdoptTool(tool.name, current.id, tool.definition_hash))
+            cause = "adopt"
+        changes = drift(body, current.body, baselines.get(current.id))
+        if changes:
+            actions.append(
+                UpdateTool(
+                    tool.name,
+                    current.id,
+                    body,
+                    tool.definition_hash,
+                    tuple(changes),
+                    cause if cause == "adopt" else _cause(body, baselines.get(current.id)),
+                )
+            )
+    wanted = {t.name for t in tools if t.enabled}
+    orphans = tuple(t.id for t in ours if t.id not in claimed or t.function_name not in wanted)
+    if prune:
+        names = {t.id: t.function_name or "?" for t in ours}
+        actions.extend(DeleteTool(names[i], i, "no enabled definition wants it") for i in orphans)
+    return ToolPlan(tuple(actions), invalid, orphans)
+
+
+@dataclass(frozen=True)
+class AssistantContext:
+    """What every assistant of a pass is rendered with."""
+
+    tool_ids_by_role: Mapping[str, Sequence[str]]
+    baselines: Mapping[str, Baseline]
+    defaults: DefaultsSettings
+    backend_url: str
+    contested_ids: frozenset[str] = frozenset()
+    """Assistant ids named by agents of more than one organization."""
+
+
+def plan_org(
+    *,
+    org_id: UUID,
+    desired: DesiredOrg | None,
+    observed: Sequence[ObservedAssistant],
+    context: AssistantContext,
+    prune: bool,
+) -> OrgPlan:
+    """Actions converging one organization. ``observed`` holds every assistant tagged for it
+    and every assistant its agents' ``vapi_assistant_id`` name. ``desired`` is None when the
+    organization is no longer wanted (suspended or deleted): all of its assistants are orphans.
+    """
+    agents = desired.agents if desired else ()
+    by_id = {a.id: a for a in observed}
+    blocked = _ownership_conflict(org_id, agents, by_id, context.contested_ids)
+    if blocked:
+        return OrgPlan(org_id, blocked=blocked)
+    actions: list[AssistantAction] = []
+    invalid: dict[UUID, str] = {}
+    claimed: set[str] = set()
+    for agent in agents:
+        current = _find_assistant(org_id, agent, observed, by_id)
+        if current is not None:
+            claimed.add(current.id)
+        try:
+            body = render_assistant(
+                agent,
+                tool_ids=context.tool_ids_by_role.get(agent.role, ()),
+                defaults=context.defaults,
+                backend_url=context.backend_url,
+                observed_metadata=current.metadata if current else None,
+            )
+        except InvalidAgentError as exc:
+            invalid[agent.agent_id] = str(exc)
+            continue
+        actions.extend(_converge_agent(org_id, agent, current, body, context.baselines))
+    orphans = tuple(
+        a.id
+        for a in sorted(observed, key=lambda a: a.created_at)
+        if a.is_managed and a.org_tag == org_id and a.id not in claimed
+    )
+    if prune:
+        actions.extend(DeleteAssistant(org_id, i, "no active agent wants it") for i in orphans)
+    return OrgPlan(org_id, tuple(actions), invalid, None, orphans)
+
+
+def _ownership_conflict(
+    org_id: UUID,
+    agents: Sequence[DesiredAgent],
+    by_id: Mapping[str, ObservedAssistant],
+    contested_ids: frozenset[str],
+) -> str | None:
+    named: dict[str, UUID] = {}
+    for agent in agents:
+        vid = agent.vapi_assistant_id
+        if not vid:
+            continue
+        if vid in contested_ids:
+            return f"assistant {vid} is named by agents of several organizations"
+        if vid in named:
+            return f"agents {named[vid]} and {agent.agent_id} both name assistant {vid}"
+        named[vid] = agent.agent_id
+        current = by_id.get(vid)
+        if current is None or not current.has_org_tag:
+            continue
+        if current.org_tag != org_id:
+            return (
+                f"agent {agent.agent_id} names assistant {vid}, which is tagged for another "
+                "organization"
+            )
+        if current.agent_tag not in (None, agent.agent_id):
+            return (
+                f"agent {agent.agent_id} names assistant {vid}, which is tagged for agent "
+                f"{current.agent_tag}"
+            )
+    return None
+
+
+def _find_assistant(
+    org_id: UUID,
+    agent: DesiredAgent,
+    observed: Sequence[ObservedAssistant],
+    by_id: Mapping[str, ObservedAssistant],
+) -> ObservedAssistant | None:
+    if agent.vapi_assistant_id and agent.vapi_assistant_id in by_id:
+        return by_id[agent.vapi_assistant_id]
+    tagged = sorted(
+        (a for a in observed if a.org_tag == org_id and a.agent_tag == agent.agent_id),
+        key=lambda a: a.created_at,
+    )
+    return tagged[0] if tagged else None
+
+
+def _converge_agent(
+    org_id: UUID,
+    agent: DesiredAgent,
+    current: ObservedAssistant | None,
+    body: Mapping[str, Any],
+    baselines: Mapping[str, Baseline],
+) -> list[AssistantAction]:
+    if current is None:
+        return [CreateAssistant(org_id, agent.agent_id, body)]
+    actions: list[AssistantAction] = []
+    if agent.vapi_assistant_id != current.id:
+        actions.append(LinkAssistant(org_id, agent.agent_id, current.id))
+    legacy = not current.has_org_tag
+    baseline = baselines.get(current.id)
+    changes = drift(body, current.body, None if legacy else baseline)
+    if changes:
+        cause: Cause = "adopt" if legacy else _cause(body, baseline)
+        actions.append(
+            UpdateAssistant(
+                org_id,
+                agent.agent_id,
+                current.id,
+                _patch(body, changes),
+                body,
+                tuple(changes),
+                cause,
+            )
+        )
+    return actions
+
+
+def _patch(body: Mapping[str, Any], changes: Sequence[FieldChange]) -> dict[str, Any]:
+    """Each changed top-level key, sent whole: PATCH replaces whole subtrees."""
+    keys = {change.path.split(".", 1)[0] for change in changes}
+    return {key: body[key] for key in body if key in keys}
+
+
+def _cause(body: Mapping[str, Any], baseline: Baseline | None) -> Cause:
+    if baseline is not None and baseline.desired_hash == fingerprint(body):
+        return "drift"
+    return "desired"
+
+
+def contested_assistant_ids(orgs: Iterable[DesiredOrg]) -> frozenset[str]:
+    """Assistant ids that agents of more than one organization name."""
+    owners: dict[str, set[UUID]] = {}
+    for org in orgs:
+        for agent in org.agents:
+            if agent.vapi_assistant_id:
+                owners.setdefault(agent.vapi_assistant_id, set()).add(org.org_id)
+    return frozenset(vid for vid, orgs_ in owners.items() if len(orgs_) > 1)
+
+
+@dataclass(frozen=True)
+class PruneDecision:
+    allowed: bool
+    deletes: int
+    reason: str = ""
+
+
+def guard_prune(
+    *, planned_deletes: int, managed_total: int, max_count: int, max_fraction: float
+) -> PruneDecision:
+    """Deletion is bounded per pass: an empty or wrong desired snapshot must not wipe Vapi."""
+    if planned_deletes == 0:
+        return PruneDecision(True, 0)
+    if planned_deletes > max_count:
+        return PruneDecision(
+            False,
+            planned_deletes,
+            f"prune guard: {planned_deletes} deletions planned, the bound is {max_count} per pass",
+        )
+    if managed_total and planned_deletes / managed_total > max_fraction:
+        return PruneDecision(
+            False,
+            planned_deletes,
+            f"prune guard: {planned_deletes} of {managed_total} managed assistants "
+            f"({planned_deletes / managed_total:.0%}) planned for deletion, the bound is "
+            f"{max_fraction:.0%}",
+        )
+    return PruneDecision(True, planned_deletes)

@@ -1,0 +1,38 @@
+"""Build what a command needs from settings: the database engine, the Vapi client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from controller.config import Settings
+from controller.reconcile.full_pass import Runtime
+from controller.secret import MasterKey, register_secret
+from controller.vapi.client import VapiClient
+from controller.vapi.ratelimit import RateLimiter
+from desired_state.engine import async_engine
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, key: MasterKey, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[Runtime]:
+    register_secret(key)
+    vapi = settings.vapi
+    engine = async_engine(settings.database.url, pool_size=settings.controller.concurrency + 2)
+    client = VapiClient(
+        base_url=vapi.base_url,
+        key=key,
+        limiter=RateLimiter(rate=vapi.rate_limit_per_second, burst=vapi.burst),
+        transport=transport,
+        timeout_seconds=vapi.timeout_seconds,
+        max_attempts=vapi.max_attempts,
+        page_limit=vapi.page_limit,
+    )
+    try:
+        yield Runtime(engine=engine, client=client, settings=settings)
+    finally:
+        await client.aclose()
+        await engine.dispose()

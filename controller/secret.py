@@ -1,0 +1,70 @@
+"""The master Vapi key: where it may come from, and how it is kept out of every output.
+
+Why: one key controls every organization's assistants. It is read from ``VAPI_PRIVATE_KEY``
+or the file named by ``VAPI_PRIVATE_KEY_FILE`` and from nowhere else. It must never be
+formatted into text: ``MasterKey`` renders as ``***`` and ``redact`` scrubs any string that
+leaves the process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REDACTED = "***"
+
+
+class MissingKeyError(Exception):
+    """No Vapi key is configured."""
+
+
+class MasterKey:
+    """The key, kept out of ``str``, ``repr`` and f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        if not value.strip():
+            raise MissingKeyError("the Vapi key is empty")
+        self._value = value.strip()
+
+    def reveal(self) -> str:
+        """The key itself: only for the Authorization header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"MasterKey({REDACTED})"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+
+def read_master_key(environ: dict[str, str] | None = None) -> MasterKey:
+    env = dict(os.environ) if environ is None else environ
+    if env.get("VAPI_PRIVATE_KEY"):
+        return MasterKey(env["VAPI_PRIVATE_KEY"])
+    if env.get("VAPI_PRIVATE_KEY_FILE"):
+        path = Path(env["VAPI_PRIVATE_KEY_FILE"])
+        try:
+            return MasterKey(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise MissingKeyError(
+                f"cannot read VAPI_PRIVATE_KEY_FILE {path}: {exc.strerror}"
+            ) from None
+    raise MissingKeyError("set VAPI_PRIVATE_KEY or VAPI_PRIVATE_KEY_FILE")
+
+
+_known_secrets: set[str] = set()
+
+
+def register_secret(key: MasterKey) -> None:
+    """Remember ``key`` so ``redact`` scrubs it from any text."""
+    _known_secrets.add(key.reveal())
+
+
+def redact(text: str) -> str:
+    for secret in _known_secrets:
+        text = text.replace(secret, REDACTED)
+    return text

@@ -1,0 +1,222 @@
+"""The simulator's HTTP surface: Vapi's assistant and tool endpoints, plus ``/_sim/*``
+controls for tests and benchmarks that run it in another process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from controller.simulator.faults import ScriptedFault
+from controller.simulator.state import Resource, SimulatorState
+from controller.simulator.validation import assistant_problems, tool_problems
+
+DropMode = Literal["raise", "cut"]
+Handler = Callable[[Request, Resource], Awaitable[Response]]
+
+
+class ResponseDropped(Exception):
+    """The write was committed and the connection is cut before any answer."""
+
+
+def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> Starlette:
+    def endpoint(handler: Handler, resource: Resource) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            return await _with_faults(state, request, resource, handler)
+
+        return run
+
+    routes = [
+        route
+        for resource in ("assistant", "tool")
+        for route in (
+            Route(f"/{resource}", endpoint(_collection(state), resource), methods=["GET", "POST"]),
+            Route(
+                f"/{resource}/{{vapi_id}}",
+                endpoint(_item(state), resource),
+                methods=["GET", "PATCH", "DELETE"],
+            ),
+        )
+    ] + [
+        Route("/_sim/faults", _set_faults(state), methods=["POST"]),
+        Route("/_sim/stats", _stats(state), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    return _DropMiddleware(app, drop_mode)  # type: ignore[return-value]
+
+
+async def _with_faults(
+    state: SimulatorState, request: Request, resource: Resource, handler: Handler
+) -> Response:
+    method = request.method
+    route = f"/{resource}" + ("/{id}" if "vapi_id" in request.path_params else "")
+    response = await _gate(state, request, method, route)
+    if response is None:
+        fault = state.faults.take_scripted(method, route)
+        if fault is not None and fault.kind in ("429", "500", "503"):
+            response = _error(int(fault.kind), "Injected fault")
+        elif fault is None and state.faults.random_error():
+            response = _error(503, "Service Unavailable")
+        else:
+            response = await handler(request, resource)
+            if fault is not None and fault.kind == "timeout":
+                await asyncio.sleep(state.faults.timeout_seconds)
+            elif fault is not None and fault.kind == "drop":
+                state.requests[(method, route, 0)] += 1
+                raise ResponseDropped
+    state.requests[(method, route, response.status_code)] += 1
+    return response
+
+
+async def _gate(
+    state: SimulatorState, request: Request, method: str, route: str
+) -> Response | None:
+    if request.headers.get("authorization") != f"Bearer {state.account_key}":
+        return _error(
+            401,
+            "Invalid Key. Hot tip, you may be using the private key instead of "
+            "the public key, or vice versa.",
+        )
+    if state.faults.latency_seconds:
+        await asyncio.sleep(state.faults.latency_seconds)
+    wait = state.faults.over_rate()
+    if wait is not None:
+        headers = {"Retry-After": f"{max(wait, 0.001):.3f}"} if state.faults.retry_after else {}
+        return _error(429, "Rate limit exceeded", headers=headers)
+    return None
+
+
+def _collection(state: SimulatorState) -> Handler:
+    async def handle(request: Request, resource: Resource) -> Response:
+        if request.method == "GET":
+            return JSONResponse(state.list(resource, dict(request.query_params)))
+        body = await _json(request)
+        problems = (
+            assistant_problems(body, update=False)
+            if resource == "assistant"
+            else tool_problems(body, update=False)
+        )
+        if problems:
+            return _bad_request(problems)
+        return JSONResponse(state.create(resource, body), status_code=201)
+
+    return handle
+
+
+def _item(state: SimulatorState) -> Handler:
+    async def handle(request: Request, resource: Resource) -> Response:
+        vapi_id = request.path_params["vapi_id"]
+        if state.get(resource, vapi_id) is None:
+            return _error(404, f"Couldn't Find {resource.capitalize()}")
+        if request.method == "GET":
+            return JSONResponse(state.get(resource, vapi_id))
+        if request.method == "DELETE":
+            if vapi_id in state.pinned:
+                return _error(409, f"{resource}_pinned")
+            return JSONResponse(state.delete(resource, vapi_id))
+        body = await _json(request)
+        problems = (
+            assistant_problems(body, update=True)
+            if resource == "assistant"
+            else tool_problems(body, update=True)
+        )
+        if problems:
+            return _bad_request(problems)
+        return JSONResponse(state.update(resource, vapi_id, body))
+
+    return handle
+
+
+def _set_faults(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        body = await _json(request)
+        for key, value in (body or {}).items():
+            if key == "scripted":
+                state.faults.scripted = [ScriptedFault(**fault) for fault in value]
+            elif hasattr(state.faults, key) and not key.startswith("_"):
+                setattr(state.faults, key, value)
+            else:
+                return _bad_request([f"property {key} should not exist"])
+        return JSONResponse(
+            {k: v for k, v in asdict(state.faults).items() if not k.startswith("_")}
+        )
+
+    return handle
+
+
+def _stats(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "requests": [
+                    {"method": m, "route": r, "status": s, "count": c}
+                    for (m, r, s), c in sorted(state.requests.items())
+                ],
+                "writes": len(state.writes),
+                "assistants": len(state.objects["assistant"]),
+                "tools": len(state.objects["tool"]),
+            }
+        )
+
+    return handle
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError:
+        return None
+
+
+def _error(status: int, message: str, *, headers: dict[str, str] | None = None) -> Response:
+    names = {
+        401: "Unauthorized",
+        404: "Not Found",
+        409: "Conflict",
+        429: "Too Many Requests",
+        500: "Internal Server Error",
+        503: "Service Unavailable",
+    }
+    return JSONResponse(
+        {"message": message, "error": names.get(status, "Error"), "statusCode": status},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _bad_request(problems: list[str]) -> Response:
+    return JSONResponse(
+        {"message": problems, "error": "Bad Request", "statusCode": 400}, status_code=400
+    )
+
+
+class _DropMiddleware:
+    """Turns ``ResponseDropped`` into what a client would see: in-process, an exception the
+    transport maps to a disconnect; on a socket, a response cut off after its first bytes."""
+
+    def __init__(self, app: Starlette, mode: DropMode) -> None:
+        self.app = app
+        self.mode = mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ResponseDropped:
+            if self.mode == "raise":
+                raise
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"4096")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"{", "more_body": True})

@@ -1,0 +1,287 @@
+"""The Vapi client: four verbs per resource (observe by listing or get; create; update;
+delete), rate-limited, with bounded retries for idempotent calls only.
+
+A POST is never retried after it may have reached Vapi: it raises ``OutcomeUnknownError`` and
+the reconcile re-observes. The transport is the seam: tests pass the simulator's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import httpx
+
+from controller.secret import MasterKey
+from controller.vapi.errors import (
+    BadRequestError,
+    ConflictError,
+    MalformedResponseError,
+    NotFoundError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    UnauthorizedError,
+    VapiClientError,
+    VapiConnectionError,
+    VapiError,
+    VapiServerError,
+    VapiTimeoutError,
+)
+from controller.vapi.listing import Page, complete_listing
+from controller.vapi.ratelimit import RateLimiter
+
+Resource = Literal["assistant", "tool"]
+MAX_BODY_BYTES = 8 * 1024 * 1024
+BACKOFF_BASE = 0.25
+BACKOFF_CAP = 30.0
+
+
+class VapiClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        key: MasterKey,
+        limiter: RateLimiter,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_seconds: float = 15.0,
+        max_attempts: int = 5,
+        page_limit: int = 1000,
+    ) -> None:
+        self._limiter = limiter
+        self._timeout = timeout_seconds
+        self._max_attempts = max_attempts
+        self.page_limit = page_limit
+        self.calls: Counter[tuple[str, str, int | str]] = Counter()
+        """(method, route, status or error name) -> count: what the pass cost."""
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {key.reveal()}"},
+            transport=transport,
+            timeout=httpx.Timeout(timeout_seconds),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_all(
+        self, resource: Resource, *, filters: Mapping[str, str] | None = None
+    ) -> Page:
+        return await complete_listing(
+            lambda params: self._list_page(resource, params), limit=self.page_limit, filters=filters
+        )
+
+    async def get(self, resource: Resource, vapi_id: str) -> dict[str, Any]:
+        return _object(await self._call("GET", f"/{resource}/{vapi_id}"), "GET", resource)
+
+    async def create(self, resource: Resource, body: Mapping[str, Any]) -> dict[str, Any]:
+        return _object(await self._call("POST", f"/{resource}", json=body), "POST", resource)
+
+    async def update(
+        self, resource: Resource, vapi_id: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/{resource}/{vapi_id}"
+        return _object(await self._call("PATCH", path, json=body), "PATCH", path)
+
+    async def delete(self, resource: Resource, vapi_id: str) -> None:
+        path = f"/{resource}/{vapi_id}"
+        try:
+            await self._call("DELETE", path)
+        except NotFoundError:
+            return
+
+    async def _list_page(self, resource: Resource, params: Mapping[str, str | int]) -> Page:
+        page = await self._call("GET", f"/{resource}", params=params)
+        if not isinstance(page, list) or not all(
+            isinstance(item, dict) and "id" in item and "createdAt" in item for item in page
+        ):
+            raise MalformedResponseError(
+                f"GET /{resource}: expected a JSON array of objects with id and createdAt",
+                method="GET",
+                path=f"/{resource}",
+            )
+        return page
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> Any:
+        route = _route(path)
+        for attempt in range(1, self._max_attempts + 1):
+            await self._limiter.acquire()
+            try:
+                response = await self._send(method, path, params=params, json=json)
+            except (VapiTimeoutError, VapiConnectionError) as exc:
+                self.calls[(method, route, type(exc).__name__)] += 1
+                if method == "POST" and not isinstance(exc, _NotSent):
+                    raise OutcomeUnknownError(
+                        f"{method} {route}: outcome unknown ({exc})", method=method, path=route
+                    ) from None
+                if attempt == self._max_attempts:
+                    raise
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            self.calls[(method, route, response.status_code)] += 1
+            if response.status_code == 429:
+                retry_after = _retry_after(response)
+                self._limiter.slow_down(retry_after or _backoff(attempt))
+                if attempt == self._max_attempts:
+                    raise RateLimitedError(
+                        f"{method} {route}: 429 rate limited after {attempt} attempts",
+                        method=method,
+                        path=route,
+                        retry_after=retry_after,
+                    )
+                continue
+            if response.status_code >= 500:
+                if method == "POST":
+                    raise OutcomeUnknownError(
+                        f"{method} {route}: {response.status_code}, outcome unknown",
+                        method=method,
+                        path=route,
+                        status=response.status_code,
+                    )
+                if attempt == self._max_attempts:
+                    raise VapiServerError(
+                        f"{method} {route}: {response.status_code} after {attempt} attempts",
+                        method=method,
+                        path=route,
+                        status=response.status_code,
+                    )
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            return _decode(response, method, route)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        json: Mapping[str, Any] | None,
+    ) -> httpx.Response:
+        route = _route(path)
+        try:
+            async with asyncio.timeout(self._timeout):
+                request = self._http.build_request(method, path, params=params, json=json)
+                response = await self._http.send(request, stream=True)
+                try:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body.extend(chunk)
+                        if len(body) > MAX_BODY_BYTES:
+                            raise MalformedResponseError(
+                                f"{method} {route}: response larger than {MAX_BODY_BYTES} bytes",
+                                method=method,
+                                path=route,
+                            )
+                finally:
+                    await response.aclose()
+                return httpx.Response(
+                    response.status_code,
+                    headers=response.headers,
+                    content=bytes(body),
+                    request=request,
+                )
+        except TimeoutError:
+            raise VapiTimeoutError(
+                f"{method} {route}: no answer within {self._timeout:g}s", method=method, path=route
+            ) from None
+        except httpx.ConnectError as exc:
+            raise _NotSent(
+                f"{method} {route}: cannot connect ({type(exc).__name__})",
+                method=method,
+                path=route,
+            ) from None
+        except httpx.TimeoutException:
+            raise VapiTimeoutError(
+                f"{method} {route}: no answer within {self._timeout:g}s", method=method, path=route
+            ) from None
+        except httpx.TransportError as exc:
+            raise VapiConnectionError(
+                f"{method} {route}: connection failed ({type(exc).__name__})",
+                method=method,
+                path=route,
+            ) from None
+
+
+class _NotSent(VapiConnectionError):
+    """The connection was never made: even a POST may be retried."""
+
+
+def _decode(response: httpx.Response, method: str, route: str) -> Any:
+    status = response.status_code
+    try:
+        payload = response.json() if response.content else None
+    except ValueError:
+        payload = None
+        if 200 <= status < 300:
+            raise MalformedResponseError(
+                f"{method} {route}: {status} with a body that is not JSON",
+                method=method,
+                path=route,
+            ) from None
+    if 200 <= status < 300:
+        return payload
+    message = _message(payload) or response.reason_phrase
+    if status == 400:
+        raw = payload.get("message") if isinstance(payload, dict) else None
+        messages = [str(m) for m in raw] if isinstance(raw, list) else [message]
+        raise BadRequestError(messages, method=method, path=route)
+    kinds: dict[int, type[VapiClientError]] = {
+        401: UnauthorizedError,
+        403: UnauthorizedError,
+        404: NotFoundError,
+        409: ConflictError,
+    }
+    error = kinds.get(status, VapiClientError)
+    raise error(f"{method} {route}: {status} {message}", method=method, path=route, status=status)
+
+
+def _message(payload: Any) -> str:
+    if isinstance(payload, dict):
+        raw = payload.get("message")
+        if isinstance(raw, list):
+            return "; ".join(str(m) for m in raw)
+        if raw is not None:
+            return str(raw)[:500]
+    return ""
+
+
+def _object(payload: Any, method: str, route: str) -> dict[str, Any]:
+    if not isinstance(payload, dict) or "id" not in payload:
+        raise MalformedResponseError(
+            f"{method} {route}: expected a JSON object with an id", method=method, path=route
+        )
+    return payload
+
+
+def _route(path: str) -> str:
+    """``/assistant/<id>`` -> ``/assistant/{id}``: bounded label values for metrics."""
+    parts = path.strip("/").split("/")
+    return "/" + parts[0] + ("/{id}" if len(parts) > 1 else "")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return min(max(float(value), 0.0), BACKOFF_CAP) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+
+
+__all__ = ["Resource", "VapiClient", "VapiError"]

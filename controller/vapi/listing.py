@@ -1,0 +1,48 @@
+"""A listing that is provably complete, on an API with no cursor (see VAPI.md).
+
+Walk backwards with an inclusive ``createdAtLe`` (bulk-created items share timestamps, so
+``createdAtLt`` would skip some), de-duplicate by id, stop only on a page that adds no new id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from controller.vapi.errors import IncompleteListingError
+
+Page = list[dict[str, Any]]
+FetchPage = Callable[[Mapping[str, str | int]], Awaitable[Page]]
+
+DOCUMENTED_PAGE_CAP = 100
+"""Vapi's GitOps notes: responses are capped at 100 items whatever ``limit`` says."""
+
+
+async def complete_listing(
+    fetch_page: FetchPage, *, limit: int, filters: Mapping[str, str] | None = None
+) -> Page:
+    """Every item matching ``filters``, newest first, each once."""
+    seen: dict[str, dict[str, Any]] = {}
+    params: dict[str, str | int] = {**(filters or {}), "limit": limit}
+    ambiguous_at = min(limit, DOCUMENTED_PAGE_CAP)
+    while True:
+        page = await fetch_page(params)
+        fresh = [item for item in page if str(item["id"]) not in seen]
+        if not fresh:
+            if len(page) >= max(ambiguous_at, 2) and len({_created(i) for i in page}) == 1:
+                raise IncompleteListingError(
+                    f"more than {len(page)} items share createdAt {page[0].get('createdAt')}: "
+                    "the listing cannot be proven complete",
+                    method="GET",
+                    path="(listing)",
+                )
+            return sorted(seen.values(), key=_created, reverse=True)
+        for item in fresh:
+            seen[str(item["id"])] = item
+        oldest = min(page, key=_created)
+        params = {**(filters or {}), "limit": limit, "createdAtLe": str(oldest["createdAt"])}
+
+
+def _created(item: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(item["createdAt"]).replace("Z", "+00:00"))

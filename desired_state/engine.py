@@ -1,0 +1,33 @@
+"""Database URLs and engines. One place turns a ``postgresql://`` URL into SQLAlchemy's."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+class DatabaseURLError(ValueError):
+    """The database URL is missing or not a PostgreSQL URL."""
+
+
+def sqlalchemy_url(url: str) -> str:
+    if not url:
+        raise DatabaseURLError("no database URL: set DATABASE_URL or [database] url")
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise DatabaseURLError(f"database URL is not valid: {type(exc).__name__}") from None
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise DatabaseURLError("database URL must start with postgresql://")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def sync_engine(url: str) -> Engine:
+    return create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+
+
+def async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(url), pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
+    )

@@ -1,0 +1,98 @@
+"""Load a desired-state snapshot: one query per table for a whole batch of organizations."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredState, DesiredTool
+from desired_state.tables import agents, org_status, organizations, tool_definitions, vapi_objects
+
+
+async def load_desired(
+    conn: AsyncConnection, *, org_ids: Collection[UUID] | None = None
+) -> DesiredState:
+    """The organizations to converge (all, or ``org_ids``), tools and the registry."""
+    org_query = select(organizations.c.id).where(organizations.c.status == "active")
+    agent_query = (
+        select(agents)
+        .join(organizations, organizations.c.id == agents.c.org_id)
+        .where(organizations.c.status == "active", agents.c.active.is_(True))
+        .order_by(agents.c.org_id, agents.c.role)
+    )
+    known_query = select(org_status.c.org_id)
+    if org_ids is not None:
+        ids = list(org_ids)
+        org_query = org_query.where(organizations.c.id.in_(ids))
+        agent_query = agent_query.where(agents.c.org_id.in_(ids))
+        known_query = known_query.where(org_status.c.org_id.in_(ids))
+    grouped: dict[UUID, list[DesiredAgent]] = {row.id: [] for row in await conn.execute(org_query)}
+    for row in (await conn.execute(agent_query)).mappings():
+        grouped.setdefault(row["org_id"], []).append(_agent(row))
+    tools = tuple(
+        DesiredTool(
+            name=row.name,
+            description=row.description,
+            parameters=row.parameters,
+            path=row.path,
+            is_async=row.is_async,
+            roles=tuple(row.roles),
+            enabled=row.enabled,
+        )
+        for row in await conn.execute(select(tool_definitions).order_by(tool_definitions.c.name))
+    )
+    baselines = {
+        row.vapi_id: Baseline(row.vapi_id, row.desired_hash, row.observed_hash)
+        for row in await conn.execute(
+            select(vapi_objects).where(vapi_objects.c.vapi_id.is_not(None))
+        )
+    }
+    known = frozenset(row.org_id for row in await conn.execute(known_query))
+    return DesiredState(
+        orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
+        tools=tools,
+        tool_ids=await load_tool_ids(conn),
+        baselines=baselines,
+        known_org_ids=known,
+    )
+
+
+async def load_tool_ids(conn: AsyncConnection) -> dict[str, str]:
+    """Tool name -> Vapi id of every tool the registry holds as present."""
+    query = select(vapi_objects.c.owner_key, vapi_objects.c.vapi_id).where(
+        vapi_objects.c.kind == "tool",
+        vapi_objects.c.state == "present",
+        vapi_objects.c.vapi_id.is_not(None),
+    )
+    return {row.owner_key: row.vapi_id for row in await conn.execute(query)}
+
+
+def _agent(row: Any) -> DesiredAgent:
+    temperature = row["temperature"]
+    return DesiredAgent(
+        agent_id=row["id"],
+        org_id=row["org_id"],
+        role=row["role"],
+        name=row["name"],
+        system_prompt=row["system_prompt"],
+        first_message=row["first_message"],
+        voice=row["voice"],
+        voice_provider=row["voice_provider"],
+        language=row["language"],
+        model=row["model"],
+        temperature=float(temperature) if isinstance(temperature, Decimal) else temperature,
+        max_tokens=row["max_tokens"],
+        max_call_duration=row["max_call_duration"],
+        vapi_assistant_id=row["vapi_assistant_id"],
+    )
+
+
+async def load_status(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every status row, as the ``status`` command shows them."""
+    rows = await conn.execute(select(org_status))
+    return [dict(row) for row in rows.mappings()]
