@@ -28,13 +28,17 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def scratch_database(admin_url: str, *, prefix: str = "vapi_reconciler") -> Iterator[str]:
-    """A new, empty database on the server of ``admin_url``, dropped afterwards."""
+def scratch_database(
+    admin_url: str, *, prefix: str = "vapi_reconciler", template: str | None = None
+) -> Iterator[str]:
+    """A new database on the server of ``admin_url`` (empty, or a copy of ``template``),
+    dropped afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sync_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    copy = f' template "{template}"' if template else ""
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'create database "{name}"'))
+            conn.execute(text(f'create database "{name}"{copy}'))
         try:
             yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
         finally:

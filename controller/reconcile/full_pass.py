@@ -175,6 +175,16 @@ def _plan_tools(settings: Settings, desired: DesiredState, observed: ObservedSta
     )
 
 
+def _contested_untagged(desired: DesiredState, observed: ObservedState) -> frozenset[str]:
+    """Untagged assistants named by several organizations: none may adopt them. A tagged one
+    has an owner; the others are blocked by the tag alone, and the owner keeps converging."""
+    return frozenset(
+        vid
+        for vid in contested_assistant_ids(desired.orgs.values())
+        if (found := observed.assistant(vid)) is not None and not found.has_org_tag
+    )
+
+
 def _plan_orgs(
     settings: Settings,
     desired: DesiredState,
@@ -198,7 +208,7 @@ def _plan_orgs(
         baselines=desired.baselines,
         defaults=settings.defaults,
         backend_url=settings.backend_url,
-        contested_ids=contested_assistant_ids(desired.orgs.values()),
+        contested_ids=_contested_untagged(desired, observed),
     )
     visit = org_ids_to_visit(desired.orgs, observed, desired.known_org_ids)
     if org_ids is not None:

@@ -24,6 +24,9 @@ class ObservedState:
             if assistant.org_tag is not None:
                 self._by_org.setdefault(assistant.org_tag, []).append(assistant)
 
+    def assistant(self, vapi_id: str) -> ObservedAssistant | None:
+        return self._by_id.get(vapi_id)
+
     def tagged_org_ids(self) -> set[UUID]:
         return {org for org, found in self._by_org.items() if any(a.is_managed for a in found)}
 

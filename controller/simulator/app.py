@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, Literal
@@ -56,6 +57,7 @@ def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> Starlet
 async def _with_faults(
     state: SimulatorState, request: Request, resource: Resource, handler: Handler
 ) -> Response:
+    state.arrivals.append(time.monotonic())
     method = request.method
     route = f"/{resource}" + ("/{id}" if "vapi_id" in request.path_params else "")
     response = await _gate(state, request, method, route)

@@ -71,6 +71,8 @@ class SimulatorState:
     )
     pinned: set[str] = field(default_factory=set)
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    arrivals: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of every request received, for rate checks."""
     writes: list[Write] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
 

@@ -1,0 +1,66 @@
+"""The CLI as a subprocess against real PostgreSQL and the simulator on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BACKEND, TEST_KEY
+
+
+@dataclass(frozen=True)
+class Cli:
+    env: dict[str, str]
+    cwd: Path
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "controller", *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture
+def simulator_url() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller.simulator", "--key", TEST_KEY, "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("listening on "), line
+        yield line.split()[-1]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def cli(database_url: str, simulator_url: str, tmp_path: Path) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAPI_")}
+    env.update(
+        DATABASE_URL=database_url,
+        VAPI_BASE_URL=simulator_url,
+        VAPI_PRIVATE_KEY=TEST_KEY,
+        BACKEND_URL=BACKEND,
+    )
+    (tmp_path / "config.toml").write_text("[vapi]\nrate_limit_per_second = 500\nburst = 50\n")
+    return Cli(env, tmp_path)
+
+
+def sim_stats(simulator_url: str) -> dict[str, object]:
+    return dict(httpx.get(f"{simulator_url}/_sim/stats").json())

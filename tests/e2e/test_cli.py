@@ -1,0 +1,94 @@
+"""The console commands, their output and their exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from desired_state.engine import async_engine
+from desired_state.sample import seed_clinics
+from tests.conftest import TEST_KEY
+from tests.e2e.conftest import Cli, sim_stats
+
+
+def seed(database_url: str, count: int) -> None:
+    async def run() -> None:
+        engine = async_engine(database_url, pool_size=1)
+        async with engine.begin() as conn:
+            await seed_clinics(conn, count)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def test_migrate_is_idempotent_on_an_existing_schema(cli: Cli) -> None:
+    first = cli("migrate", "--with-platform-schema")
+    second = cli("migrate")
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "schema at revision 0001" in second.stdout
+
+
+def test_plan_reconcile_plan_status_round_trip(
+    cli: Cli, database_url: str, simulator_url: str
+) -> None:
+    seed(database_url, 3)
+
+    pending = cli("plan")
+    assert pending.returncode == 2, pending.stderr
+    assert "Plan: 12 to create" in pending.stdout
+    assert sim_stats(simulator_url)["writes"] == 0
+
+    done = cli("reconcile")
+    assert done.returncode == 0, done.stderr
+    assert "3 organizations: 3 synced" in done.stdout
+    assert sim_stats(simulator_url)["assistants"] == 6
+
+    clean = cli("plan", "--json")
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["changes"] is False
+
+    status = cli("status", "--json")
+    assert status.returncode == 0
+    assert [row["state"] for row in json.loads(status.stdout)] == ["synced"] * 3
+
+
+def test_plan_marks_drift_made_outside_the_controller(
+    cli: Cli, database_url: str, simulator_url: str
+) -> None:
+    seed(database_url, 1)
+    assert cli("reconcile").returncode == 0
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    victim = httpx.get(f"{simulator_url}/assistant", headers=headers).json()[0]
+    edited = httpx.patch(
+        f"{simulator_url}/assistant/{victim['id']}",
+        headers=headers,
+        json={"name": "Changed in dashboard"},
+    )
+    assert edited.status_code == 200
+
+    plan = cli("plan")
+
+    assert plan.returncode == 2
+    assert "drift made outside the controller" in plan.stdout
+    assert 'name: "Changed in dashboard" ->' in plan.stdout
+
+
+def test_a_rejected_key_is_a_clear_error_that_never_prints_the_key(cli: Cli) -> None:
+    env = {**cli.env, "VAPI_PRIVATE_KEY": "sk-live-wrong-key-987"}
+    result = Cli(env, cli.cwd)("plan")
+    assert result.returncode == 1
+    assert "401" in result.stderr
+    assert "sk-live-wrong-key-987" not in result.stdout + result.stderr
+
+
+def test_a_missing_key_and_a_bad_config_fail_with_one_line(cli: Cli) -> None:
+    no_key = Cli({k: v for k, v in cli.env.items() if k != "VAPI_PRIVATE_KEY"}, cli.cwd)
+    assert "VAPI_PRIVATE_KEY" in no_key("reconcile").stderr
+    (cli.cwd / "config.toml").write_text("[controller]\nmode = 'yolo'\n")
+    bad = cli("status")
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error:")
+    assert "controller.mode" in bad.stderr

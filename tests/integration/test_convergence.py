@@ -1,0 +1,177 @@
+"""Cold start, no false drift, desired changes and drift made outside the controller."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from controller.reconcile.full_pass import Runtime, plan_pass, reconcile_pass
+from controller.simulator import SimulatorState
+from desired_state.sample import seed_clinics
+from desired_state.tables import tool_definitions
+from tests.integration.helpers import (
+    agent_row,
+    assistant_of_agent,
+    assistants_of,
+    org_tool_rows,
+    status_of,
+    update_agent,
+    writes,
+)
+
+TOOL_NAMES = {
+    "checkAvailability",
+    "bookClinicAppointment",
+    "transferCall",
+    "lookupCaller",
+    "endCall",
+    "queryKnowledgeBase",
+}
+
+
+async def test_cold_start_converges_every_org_with_one_tool_per_definition(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinics = await seed_clinics(conn, 5)
+
+    outcome = await reconcile_pass(runtime)
+
+    assert outcome.converged
+    assert {o.state for o in outcome.orgs} == {"synced"}
+    tools = list(sim.objects["tool"].values())
+    assert sorted(t["function"]["name"] for t in tools) == sorted(TOOL_NAMES)
+    tool_ids = sorted(t["id"] for t in tools)
+    for clinic in clinics:
+        assert len(assistants_of(sim, clinic.org_id)) == 2
+        for agent_id in clinic.agent_ids:
+            assistant = assistant_of_agent(sim, agent_id)
+            assert assistant["metadata"]["managed_by"] == "vapi-reconciler"
+            assert assistant["metadata"]["org_id"] == str(clinic.org_id)
+            assert sorted(assistant["model"]["toolIds"]) == tool_ids
+            assert (await agent_row(runtime, agent_id))["vapi_assistant_id"] == assistant["id"]
+        assert set(await org_tool_rows(runtime, clinic.org_id)) == TOOL_NAMES
+        status = await status_of(runtime, clinic.org_id)
+        assert status["state"] == "synced"
+        assert status["unreconciled_since"] is None
+        assert status["last_synced_at"] is not None
+    assert len(writes(sim, "POST")) == 6 + 10
+    assert len(sim.writes) == 16
+
+
+async def test_a_second_pass_right_after_convergence_writes_nothing(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinics = await seed_clinics(conn, 3)
+    # Vapi stores some values differently from how they were sent (trailing whitespace).
+    await update_agent(runtime, clinics[0].agent_ids[0], first_message="Hello there!   ")
+    await update_agent(runtime, clinics[1].agent_ids[0], temperature=None, max_tokens=None)
+    await reconcile_pass(runtime)
+    before = len(sim.writes)
+
+    second = await reconcile_pass(runtime)
+
+    assert second.converged
+    assert len(sim.writes) == before
+    assert not (await plan_pass(runtime)).has_changes
+
+
+async def test_an_edited_prompt_is_one_patch_with_the_full_model(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 2))[0]
+    await reconcile_pass(runtime)
+    agent_id = clinic.agent_ids[0]
+    links = sorted(assistant_of_agent(sim, agent_id)["model"]["toolIds"])
+    before = len(sim.writes)
+
+    await update_agent(runtime, agent_id, system_prompt="You are a new receptionist.")
+    await reconcile_pass(runtime)
+
+    new = sim.writes[before:]
+    assert [(w.method, w.vapi_id) for w in new] == [
+        ("PATCH", assistant_of_agent(sim, agent_id)["id"])
+    ]
+    assert set(new[0].body) == {"model"}
+    model = new[0].body["model"]
+    assert {"provider", "model", "messages", "toolIds"} <= set(model)
+    assert model["messages"] == [{"role": "system", "content": "You are a new receptionist."}]
+    stored = assistant_of_agent(sim, agent_id)["model"]
+    assert sorted(stored["toolIds"]) == links
+    assert stored["provider"] == "openai"
+
+
+async def test_drift_made_behind_the_controllers_back_is_planned_then_corrected(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    await reconcile_pass(runtime)
+    first, second = (assistant_of_agent(sim, a) for a in clinic.agent_ids)
+    original_model = first["model"]
+    original_voice = second["voice"]
+    sim.edit_behind_the_back(
+        "assistant",
+        first["id"],
+        {
+            "model": {
+                **first["model"],
+                "messages": [{"role": "system", "content": "Hacked"}],
+                "toolIds": first["model"]["toolIds"][:2],
+            }
+        },
+    )
+    sim.edit_behind_the_back(
+        "assistant", second["id"], {"voice": {"provider": "vapi", "voiceId": "Rohan"}}
+    )
+    before = len(sim.writes)
+
+    plan = await plan_pass(runtime)
+
+    assert plan.has_changes
+    updates = plan.orgs[clinic.org_id].actions
+    assert {(a.vapi_id, a.cause) for a in updates} == {  # type: ignore[union-attr]
+        (first["id"], "drift"),
+        (second["id"], "drift"),
+    }
+    assert len(sim.writes) == before
+
+    await reconcile_pass(runtime)
+
+    assert len(sim.writes) == before + 2
+    healed = assistant_of_agent(sim, clinic.agent_ids[0])["model"]
+    assert healed["messages"] == original_model["messages"]
+    assert sorted(healed["toolIds"]) == sorted(original_model["toolIds"])
+    assert (
+        assistant_of_agent(sim, clinic.agent_ids[1])["voice"]["voiceId"]
+        == original_voice["voiceId"]
+    )
+
+
+async def test_a_tool_definition_change_patches_the_tool_in_place_and_keeps_every_link(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinics = await seed_clinics(conn, 3)
+    await reconcile_pass(runtime)
+    tool_ids_before = set(sim.objects["tool"])
+    before = len(sim.writes)
+
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            update(tool_definitions)
+            .where(tool_definitions.c.name == "endCall")
+            .values(description="End the call politely once the caller is done.")
+        )
+    await reconcile_pass(runtime)
+
+    new = sim.writes[before:]
+    assert [(w.method, w.resource) for w in new] == [("PATCH", "tool")]
+    assert "type" not in new[0].body
+    assert set(sim.objects["tool"]) == tool_ids_before
+    end_call = sim.objects["tool"][new[0].vapi_id]
+    assert end_call["function"]["description"].startswith("End the call politely")
+    for clinic in clinics:
+        for agent_id in clinic.agent_ids:
+            assert set(assistant_of_agent(sim, agent_id)["model"]["toolIds"]) == tool_ids_before

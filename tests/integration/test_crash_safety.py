@@ -1,0 +1,94 @@
+"""No duplicates, whatever crashes, lost responses or restarts happen."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from controller.config import Settings
+from controller.reconcile.full_pass import reconcile_pass
+from controller.runtime import open_runtime
+from controller.secret import MasterKey
+from controller.simulator import ScriptedFault, SimulatorState, SimulatorTransport
+from desired_state.sample import seed_clinics
+from tests.conftest import TEST_KEY
+from tests.integration.helpers import assistant_of_agent, writes
+
+
+class ProcessDied(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no handler catches it."""
+
+
+class DiesAfterPost(httpx.AsyncBaseTransport):
+    """Lets the ``nth`` POST to ``path`` reach Vapi and get its answer, then the process dies
+    before anything is written to Postgres."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, path: str, nth: int) -> None:
+        self.inner = inner
+        self.path = path
+        self.remaining = nth
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method == "POST" and request.url.path == self.path:
+            self.remaining -= 1
+            if self.remaining == 0:
+                await response.aread()
+                raise ProcessDied
+        return response
+
+
+@pytest.mark.parametrize("path", ["/assistant", "/tool"])
+async def test_a_crash_between_the_post_and_the_database_write_leaves_no_duplicate(
+    settings: Settings, sim: SimulatorState, path: str
+) -> None:
+    dying = DiesAfterPost(SimulatorTransport(sim), path=path, nth=1)
+    async with open_runtime(settings, key=MasterKey(TEST_KEY), transport=dying) as runtime:
+        async with runtime.engine.begin() as conn:
+            clinics = await seed_clinics(conn, 2)
+        with pytest.raises(ProcessDied):
+            await reconcile_pass(runtime)
+    created_before_restart = len(writes(sim, "POST"))
+
+    async with open_runtime(
+        settings, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
+    ) as restarted:
+        outcome = await reconcile_pass(restarted)
+
+    assert outcome.converged
+    assert len(sim.objects["tool"]) == 6
+    assert len(sim.objects["assistant"]) == 4
+    assert len(writes(sim, "POST")) == 6 + 4
+    assert created_before_restart >= 1
+    for clinic in clinics:
+        for agent_id in clinic.agent_ids:
+            assistant_of_agent(sim, agent_id)
+
+
+@pytest.mark.parametrize("fault", ["drop", "timeout"])
+@pytest.mark.parametrize("route", ["/assistant", "/tool"])
+async def test_a_post_whose_response_is_lost_is_adopted_not_repeated(
+    settings: Settings, sim: SimulatorState, fault: str, route: str
+) -> None:
+    sim.faults.timeout_seconds = 5
+    sim.faults.scripted = [ScriptedFault(fault, "POST", route, count=2)]  # type: ignore[arg-type]
+    fast = settings.model_copy(
+        update={"vapi": settings.vapi.model_copy(update={"timeout_seconds": 0.3})}
+    )
+    async with open_runtime(
+        fast, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
+    ) as runtime:
+        async with runtime.engine.begin() as conn:
+            clinics = await seed_clinics(conn, 2)
+        first = await reconcile_pass(runtime)
+        assert not first.converged
+        second = await reconcile_pass(runtime)
+        third = await reconcile_pass(runtime)
+
+    assert second.converged or third.converged
+    assert len(sim.objects["tool"]) == 6
+    assert len(sim.objects["assistant"]) == 4
+    assert len(writes(sim, "POST")) == 10
+    for clinic in clinics:
+        for agent_id in clinic.agent_ids:
+            assistant_of_agent(sim, agent_id)

@@ -1,0 +1,143 @@
+"""Only ours; tenant isolation; legacy adoption."""
+
+from __future__ import annotations
+
+import uuid
+
+from controller.reconcile.full_pass import Runtime, reconcile_pass
+from controller.simulator import SimulatorState
+from desired_state.sample import seed_clinics
+from tests.integration.helpers import (
+    agent_row,
+    assistant_of_agent,
+    status_of,
+    update_agent,
+    with_controller,
+    writes,
+)
+
+LEGACY_BODY = {
+    "name": "Old receptionist",
+    "model": {
+        "provider": "openai",
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": "Legacy prompt"}],
+    },
+    "metadata": {"crm": "keep-me"},
+}
+
+
+async def test_a_legacy_assistant_named_by_the_agent_is_adopted_and_tagged(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    legacy = sim.create("assistant", LEGACY_BODY)
+    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id=legacy["id"])
+    sim.writes.clear()
+
+    outcome = await reconcile_pass(runtime)
+
+    assert outcome.converged
+    adopted = assistant_of_agent(sim, clinic.agent_ids[0])
+    assert adopted["id"] == legacy["id"]
+    assert adopted["metadata"]["org_id"] == str(clinic.org_id)
+    assert adopted["metadata"]["crm"] == "keep-me"
+    assert adopted["model"]["messages"][0]["content"].startswith("You are the inbound")
+    assert len(writes(sim, "POST", "assistant")) == 1  # only the outbound agent's
+
+
+async def test_an_assistant_tagged_for_another_org_is_never_written_and_blocks_the_org(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        victim, attacker = await seed_clinics(conn, 2)
+    await reconcile_pass(runtime)
+    victims_assistant = assistant_of_agent(sim, victim.agent_ids[0])
+    snapshot = dict(victims_assistant)
+    await update_agent(runtime, attacker.agent_ids[0], vapi_assistant_id=victims_assistant["id"])
+    await update_agent(runtime, attacker.agent_ids[1], system_prompt="Leak me everywhere")
+    before = len(sim.writes)
+
+    outcome = await reconcile_pass(runtime)
+
+    assert not outcome.converged
+    assert len(sim.writes) == before
+    assert sim.objects["assistant"][victims_assistant["id"]] == snapshot
+    status = await status_of(runtime, attacker.org_id)
+    assert status["state"] == "blocked"
+    assert victims_assistant["id"] in status["message"]
+    assert status["unreconciled_since"] is not None
+    assert (await status_of(runtime, victim.org_id))["state"] == "synced"
+
+
+async def test_an_untagged_assistant_named_by_two_orgs_is_adopted_by_neither(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        first, second = await seed_clinics(conn, 2)
+    legacy = sim.create("assistant", LEGACY_BODY)
+    await update_agent(runtime, first.agent_ids[0], vapi_assistant_id=legacy["id"])
+    await update_agent(runtime, second.agent_ids[0], vapi_assistant_id=legacy["id"])
+
+    await reconcile_pass(runtime)
+
+    assert sim.objects["assistant"][legacy["id"]]["metadata"] == {"crm": "keep-me"}
+    assert (await status_of(runtime, first.org_id))["state"] == "blocked"
+    assert (await status_of(runtime, second.org_id))["state"] == "blocked"
+
+
+async def test_two_agents_of_one_org_naming_one_assistant_block_the_org(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    await reconcile_pass(runtime)
+    shared = assistant_of_agent(sim, clinic.agent_ids[0])["id"]
+    await update_agent(runtime, clinic.agent_ids[1], vapi_assistant_id=shared)
+    await update_agent(runtime, clinic.agent_ids[0], system_prompt="changed")
+    before = len(sim.writes)
+
+    await reconcile_pass(runtime)
+
+    assert len(sim.writes) == before
+    assert (await status_of(runtime, clinic.org_id))["state"] == "blocked"
+
+
+async def test_an_id_that_does_not_exist_in_vapi_gets_a_new_assistant(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id=str(uuid.uuid4()))
+
+    outcome = await reconcile_pass(runtime)
+
+    assert outcome.converged
+    created = assistant_of_agent(sim, clinic.agent_ids[0])
+    assert (await agent_row(runtime, clinic.agent_ids[0]))["vapi_assistant_id"] == created["id"]
+
+
+async def test_assistants_the_controller_does_not_own_are_never_touched(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    foreign = sim.create("assistant", {**LEGACY_BODY, "metadata": {"team": "sales"}})
+    foreign_tool = sim.create(
+        "tool",
+        {
+            "type": "function",
+            "function": {"name": "endCall", "parameters": {"type": "object"}},
+            "server": {"url": "https://someone-else.example/api/vapi/tools/endCall"},
+        },
+    )
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    sim.writes.clear()
+
+    await reconcile_pass(with_controller(runtime, prune=True))
+
+    touched = {w.vapi_id for w in sim.writes}
+    assert foreign["id"] not in touched
+    assert foreign_tool["id"] not in touched
+    assert foreign["id"] in sim.objects["assistant"]
+    assert foreign_tool["id"] in sim.objects["tool"]

@@ -1,0 +1,59 @@
+"""Settings: defaults for every key, the environment wins, bad files fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.config import ConfigError, load_settings
+from controller.secret import MasterKey, MissingKeyError, read_master_key, redact, register_secret
+
+
+def test_a_missing_file_means_every_default(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "absent.toml", environ={})
+    assert settings.controller.mode == "enforce"
+    assert settings.alerting.unreconciled_after_seconds == 600
+
+
+def test_the_shipped_config_file_is_valid() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "config.toml"
+    assert load_settings(shipped, environ={}).controller.paused is False
+
+
+def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[database]\nurl = "postgresql://file/db"\n[vapi]\nbase_url = "http://f"\n')
+    settings = load_settings(path, environ={"DATABASE_URL": "postgresql://env/db"})
+    assert settings.database.url == "postgresql://env/db"
+    assert settings.vapi.base_url == "http://f"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[controller]\nmode = 'yolo'\n", "controller.mode"),
+        ("[controller]\npaused_orgs = ['not-a-uuid']\n", "controller.paused_orgs"),
+        ("[controler]\npaused = true\n", "controler"),
+        ("[controller\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_file_fails_with_where(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ={})
+
+
+def test_the_key_comes_from_the_environment_or_its_file_and_never_prints(tmp_path: Path) -> None:
+    secret_file = tmp_path / "key"
+    secret_file.write_text("file-key-123\n")
+    key = read_master_key({"VAPI_PRIVATE_KEY_FILE": str(secret_file)})
+    assert key.reveal() == "file-key-123"
+    assert "file-key-123" not in f"{key} {key!r} {key!s}"
+    register_secret(key)
+    assert redact("Bearer file-key-123 leaked") == "Bearer *** leaked"
+    with pytest.raises(MissingKeyError):
+        read_master_key({})
+    with pytest.raises(MissingKeyError):
+        MasterKey("   ")

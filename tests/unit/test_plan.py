@@ -1,0 +1,200 @@
+"""The planner's decisions: create, adopt, update, conflicts, orphans, the prune guard."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from controller.config import DefaultsSettings
+from controller.core.actions import (
+    AdoptTool,
+    CreateAssistant,
+    CreateTool,
+    LinkAssistant,
+    UpdateAssistant,
+)
+from controller.core.desired import DesiredAgent, DesiredOrg, DesiredTool
+from controller.core.observed import ObservedAssistant, ObservedTool
+from controller.core.plan import (
+    AssistantContext,
+    contested_assistant_ids,
+    guard_prune,
+    plan_org,
+    plan_tools,
+)
+from controller.core.render import render_assistant
+
+ORG = uuid.uuid4()
+OTHER_ORG = uuid.uuid4()
+BACKEND = "https://b.example"
+CONTEXT = AssistantContext(
+    tool_ids_by_role={"inbound": ["t1"], "outbound": ["t1"]},
+    baselines={},
+    defaults=DefaultsSettings(),
+    backend_url=BACKEND,
+)
+
+
+def agent(role: str = "inbound", **changes: Any) -> DesiredAgent:
+    values: dict[str, Any] = {
+        "agent_id": uuid.uuid4(),
+        "org_id": ORG,
+        "role": role,
+        "name": f"A {role}",
+        "system_prompt": "Hi",
+    }
+    return DesiredAgent(**{**values, **changes})
+
+
+def assistant(vapi_id: str, metadata: dict[str, Any] | None, **body: Any) -> ObservedAssistant:
+    return ObservedAssistant(
+        {"id": vapi_id, "createdAt": "2026-01-01T00:00:00.000Z", "metadata": metadata, **body}
+    )
+
+
+def in_sync(a: DesiredAgent, vapi_id: str) -> ObservedAssistant:
+    body = render_assistant(a, tool_ids=["t1"], defaults=DefaultsSettings(), backend_url=BACKEND)
+    return ObservedAssistant({**body, "id": vapi_id, "createdAt": "2026-01-01T00:00:00.000Z"})
+
+
+def test_an_agent_without_an_assistant_gets_a_create() -> None:
+    a = agent()
+    plan = plan_org(
+        org_id=ORG, desired=DesiredOrg(ORG, (a,)), observed=[], context=CONTEXT, prune=False
+    )
+    assert [type(x) for x in plan.actions] == [CreateAssistant]
+
+
+def test_an_assistant_in_sync_needs_nothing() -> None:
+    a = agent(vapi_assistant_id="v1")
+    plan = plan_org(
+        org_id=ORG,
+        desired=DesiredOrg(ORG, (a,)),
+        observed=[in_sync(a, "v1")],
+        context=CONTEXT,
+        prune=False,
+    )
+    assert plan.actions == ()
+
+
+def test_a_tagged_assistant_the_row_does_not_name_yet_is_linked_not_recreated() -> None:
+    a = agent()
+    plan = plan_org(
+        org_id=ORG,
+        desired=DesiredOrg(ORG, (a,)),
+        observed=[in_sync(a, "v1")],
+        context=CONTEXT,
+        prune=False,
+    )
+    assert plan.actions == (LinkAssistant(ORG, a.agent_id, "v1"),)
+
+
+def test_a_legacy_assistant_is_adopted_with_the_tags_and_every_changed_key_sent_whole() -> None:
+    a = agent(vapi_assistant_id="legacy")
+    plan = plan_org(
+        org_id=ORG,
+        desired=DesiredOrg(ORG, (a,)),
+        observed=[assistant("legacy", None, name="A inbound")],
+        context=CONTEXT,
+        prune=False,
+    )
+    (update,) = plan.actions
+    assert isinstance(update, UpdateAssistant)
+    assert update.cause == "adopt"
+    assert update.patch["metadata"]["org_id"] == str(ORG)
+    assert "name" not in update.patch
+    assert set(update.patch["model"]) >= {"provider", "model", "messages", "toolIds"}
+
+
+def test_an_id_tagged_for_another_org_blocks_with_no_action() -> None:
+    a = agent(vapi_assistant_id="theirs")
+    theirs = assistant("theirs", {"managed_by": "vapi-reconciler", "org_id": str(OTHER_ORG)})
+    plan = plan_org(
+        org_id=ORG, desired=DesiredOrg(ORG, (a,)), observed=[theirs], context=CONTEXT, prune=True
+    )
+    assert plan.blocked
+    assert "another organization" in plan.blocked
+    assert plan.actions == ()
+
+
+def test_a_contested_id_blocks_and_is_found_across_orgs() -> None:
+    mine = DesiredOrg(ORG, (agent(vapi_assistant_id="x"),))
+    theirs = DesiredOrg(OTHER_ORG, (agent(org_id=OTHER_ORG, vapi_assistant_id="x"),))
+    contested = contested_assistant_ids([mine, theirs])
+    assert contested == {"x"}
+    context = AssistantContext(**{**CONTEXT.__dict__, "contested_ids": contested})
+    plan = plan_org(
+        org_id=ORG, desired=mine, observed=[assistant("x", None)], context=context, prune=False
+    )
+    assert plan.blocked
+
+
+def test_a_tagged_assistant_no_agent_wants_is_an_orphan_deleted_only_when_pruning() -> None:
+    stray = assistant(
+        "stray",
+        {"managed_by": "vapi-reconciler", "org_id": str(ORG), "agent_id": str(uuid.uuid4())},
+    )
+    kept = plan_org(org_id=ORG, desired=None, observed=[stray], context=CONTEXT, prune=False)
+    pruned = plan_org(org_id=ORG, desired=None, observed=[stray], context=CONTEXT, prune=True)
+    assert kept.orphans == ("stray",)
+    assert kept.actions == ()
+    assert [a.vapi_id for a in pruned.deletes] == ["stray"]
+
+
+def test_an_invalid_agent_is_reported_and_its_sibling_still_converges() -> None:
+    bad, good = agent(name="x" * 50), agent("outbound")
+    plan = plan_org(
+        org_id=ORG, desired=DesiredOrg(ORG, (bad, good)), observed=[], context=CONTEXT, prune=False
+    )
+    assert list(plan.invalid) == [bad.agent_id]
+    assert [type(a) for a in plan.actions] == [CreateAssistant]
+
+
+def test_the_prune_guard_trips_on_count_and_on_share() -> None:
+    assert guard_prune(planned_deletes=3, managed_total=100, max_count=5, max_fraction=0.1).allowed
+    assert not guard_prune(
+        planned_deletes=6, managed_total=100, max_count=5, max_fraction=1
+    ).allowed
+    assert not guard_prune(
+        planned_deletes=2, managed_total=4, max_count=5, max_fraction=0.1
+    ).allowed
+
+
+TOOL = DesiredTool("endCall", "End.", {"type": "object"}, "/endCall")
+
+
+def ours(
+    vapi_id: str, name: str = "endCall", created: str = "2026-01-01T00:00:00.000Z"
+) -> ObservedTool:
+    return ObservedTool(
+        {
+            "id": vapi_id,
+            "type": "function",
+            "createdAt": created,
+            "function": {"name": name, "description": "End.", "parameters": {"type": "object"}},
+            "async": True,
+            "server": {"url": f"{BACKEND}/api/vapi/tools/endCall"},
+        }
+    )
+
+
+def test_an_unregistered_tool_of_ours_is_adopted_oldest_first_and_the_copy_is_an_orphan() -> None:
+    plan = plan_tools(
+        tools=[TOOL],
+        observed=[ours("new", created="2026-02-01T00:00:00.000Z"), ours("old")],
+        registry={},
+        baselines={},
+        backend_url=BACKEND,
+        prune=False,
+    )
+    assert plan.actions == (AdoptTool("endCall", "old", TOOL.definition_hash),)
+    assert plan.orphans == ("new",)
+
+
+def test_a_tool_of_someone_else_with_the_same_name_is_not_ours() -> None:
+    foreign = ObservedTool({**ours("f").body, "server": {"url": "https://else/api/vapi/tools/x"}})
+    plan = plan_tools(
+        tools=[TOOL], observed=[foreign], registry={}, baselines={}, backend_url=BACKEND, prune=True
+    )
+    assert [type(a) for a in plan.actions] == [CreateTool]
+    assert plan.orphans == ()
