@@ -6,7 +6,6 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,13 +13,12 @@ from uuid import UUID
 
 import click
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
 from controller.config import ConfigError, Settings, load_settings
 from controller.logs import configure_logging
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
-from controller.report import plan_json, plan_text, status_rows_sorted
+from controller.report import plan_json, plan_text, status_rows_sorted, status_table
 from controller.runtime import open_runtime
 from controller.secret import MissingKeyError, read_master_key, redact
 from controller.vapi.errors import VapiError
@@ -142,7 +140,7 @@ def status(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    print_status(rows, Console())
+    Console().print(status_table(rows))
 
 
 async def _read_status(settings: Settings) -> list[dict[str, Any]]:
@@ -152,30 +150,6 @@ async def _read_status(settings: Settings) -> list[dict[str, Any]]:
             return await load_status(conn)
     finally:
         await engine.dispose()
-
-
-def print_status(rows: list[Any], console: Console) -> None:
-    table = Table(title=f"{len(rows)} organizations")
-    table.add_column("organization", no_wrap=True)
-    for column in ("state", "age", "last synced", "message"):
-        table.add_column(column, overflow="fold")
-    now = datetime.now(UTC)
-    for row in rows:
-        since = row["unreconciled_since"]
-        synced = row["last_synced_at"]
-        table.add_row(
-            str(row["org_id"]),
-            row["state"],
-            _age(now - since) if since else "",
-            synced.strftime("%Y-%m-%d %H:%M:%S") if synced else "never",
-            (row["message"] or "")[:200],
-        )
-    console.print(table)
-
-
-def _age(delta: Any) -> str:
-    seconds = int(delta.total_seconds())
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds}s"
 
 
 @main.command()

@@ -19,11 +19,12 @@ from sqlalchemy import update
 
 from controller.config import ControllerSettings, Settings
 from controller.reconcile.full_pass import Runtime, plan_pass, reconcile_pass
-from controller.report import plan_text
+from controller.report import plan_text, status_rows_sorted, status_table
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import SimulatorState, SimulatorTransport
 from desired_state.embedded import embedded_postgres, scratch_database
+from desired_state.load import load_status
 from desired_state.migrate import migrate
 from desired_state.sample import seed_clinics
 from desired_state.tables import agents
@@ -89,13 +90,9 @@ async def _story(url: str, orgs: int, console: Console) -> None:
         )
         outcome = await reconcile_pass(runtime)
         console.print(f"[bold]7.[/] resumed: {dict(outcome.states())}")
-        from controller.cli import print_status
-        from controller.report import status_rows_sorted
-        from desired_state.load import load_status
-
         async with runtime.engine.connect() as conn:
             rows = status_rows_sorted(await load_status(conn))
-        print_status(rows[:10], console)
+        console.print(status_table(rows[:10]))
 
 
 def _with_controller(settings: Settings, **changes: object) -> Settings:

@@ -6,8 +6,10 @@ import difflib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from rich.table import Table
 
 from controller.core.actions import (
     Action,
@@ -102,6 +104,30 @@ def status_rows_sorted(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, A
             str(r["org_id"]),
         ),
     )
+
+
+def status_table(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = None) -> Table:
+    """The status rows as a table: state, age of the incident, last sync, reason."""
+    now = now or datetime.now(UTC)
+    table = Table(title=f"{len(rows)} organizations")
+    table.add_column("organization", no_wrap=True)
+    for column in ("state", "age", "last synced", "message"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        since, synced = row["unreconciled_since"], row["last_synced_at"]
+        table.add_row(
+            str(row["org_id"]),
+            row["state"],
+            _age((now - since).total_seconds()) if since else "",
+            synced.strftime("%Y-%m-%d %H:%M:%S") if synced else "never",
+            (row["message"] or "")[:200],
+        )
+    return table
+
+
+def _age(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m" if whole >= 3600 else f"{whole}s"
 
 
 def _counts(plan: PassPlan) -> Counter[str]:

@@ -19,6 +19,7 @@ from controller.core.outcome import State
 from desired_state.tables import agents, audit_log, org_status, org_tools, vapi_objects
 
 Kind = Literal["assistant", "tool"]
+AuditOutcome = Literal["ok", "error", "unknown"]
 
 
 async def record_intent(
@@ -157,7 +158,7 @@ class AuditEntry:
     method: str
     path: str
     status_code: int | None
-    outcome: Literal["ok", "error", "unknown"]
+    outcome: AuditOutcome
     detail: Mapping[str, Any]
 
 

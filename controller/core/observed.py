@@ -12,7 +12,9 @@ TOOL_ROUTE = "/api/vapi/tools"
 
 
 @dataclass(frozen=True)
-class ObservedAssistant:
+class Observed:
+    """A Vapi object as returned: id, creation time and the raw body."""
+
     body: Mapping[str, Any]
 
     @property
@@ -23,6 +25,9 @@ class ObservedAssistant:
     def created_at(self) -> str:
         return str(self.body.get("createdAt") or "")
 
+
+@dataclass(frozen=True)
+class ObservedAssistant(Observed):
     @property
     def metadata(self) -> Mapping[str, Any]:
         meta = self.body.get("metadata")
@@ -46,17 +51,7 @@ class ObservedAssistant:
 
 
 @dataclass(frozen=True)
-class ObservedTool:
-    body: Mapping[str, Any]
-
-    @property
-    def id(self) -> str:
-        return str(self.body["id"])
-
-    @property
-    def created_at(self) -> str:
-        return str(self.body.get("createdAt") or "")
-
+class ObservedTool(Observed):
     @property
     def function_name(self) -> str | None:
         function = self.body.get("function")

@@ -40,7 +40,7 @@ from controller.vapi.errors import (
     VapiTimeoutError,
 )
 from desired_state import records
-from desired_state.records import AuditEntry, Kind
+from desired_state.records import AuditEntry, AuditOutcome, Kind
 
 
 @dataclass
@@ -181,7 +181,9 @@ class Applier:
             await records.forget(conn, vapi_id=vapi_id)
             await records.write_audit(conn, [self._entry(action, vapi_id=vapi_id)])
 
-    async def _audit(self, action: Action, *, outcome: str, status: int | None, error: str) -> None:
+    async def _audit(
+        self, action: Action, *, outcome: AuditOutcome, status: int | None, error: str
+    ) -> None:
         entry = self._entry(
             action,
             vapi_id=getattr(action, "vapi_id", None),
@@ -197,7 +199,7 @@ class Applier:
         action: Action,
         *,
         vapi_id: str | None,
-        outcome: str = "ok",
+        outcome: AuditOutcome = "ok",
         status: int | None = None,
         error: str = "",
     ) -> AuditEntry:
@@ -214,8 +216,8 @@ class Applier:
             vapi_id=vapi_id,
             method=method,
             path=path,
-            status_code=status if status is not None else (None if outcome != "ok" else 200),
-            outcome="ok" if outcome == "ok" else ("unknown" if outcome == "unknown" else "error"),
+            status_code=status,
+            outcome=outcome,
             detail=detail,
         )
 
@@ -248,7 +250,7 @@ def _request_of(action: Action) -> tuple[str, str]:
             return "NONE", "(registry)"
 
 
-def _outcome(exc: VapiError) -> str:
+def _outcome(exc: VapiError) -> AuditOutcome:
     return "unknown" if isinstance(exc, OutcomeUnknownError) else "error"
 
 

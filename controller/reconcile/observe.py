@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -44,8 +45,7 @@ class ObservedState:
 
 
 async def observe(client: VapiClient) -> ObservedState:
-    assistants = await client.list_all("assistant")
-    tools = await client.list_all("tool")
+    assistants, tools = await asyncio.gather(client.list_all("assistant"), client.list_all("tool"))
     return ObservedState(
         assistants=tuple(ObservedAssistant(body) for body in assistants),
         tools=tuple(ObservedTool(body) for body in tools),

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller.simulator.faults import ScriptedFault
 from controller.simulator.state import Resource, SimulatorState
@@ -28,7 +28,7 @@ class ResponseDropped(Exception):
     """The write was committed and the connection is cut before any answer."""
 
 
-def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> Starlette:
+def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> ASGIApp:
     def endpoint(handler: Handler, resource: Resource) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             return await _with_faults(state, request, resource, handler)
@@ -51,7 +51,7 @@ def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> Starlet
         Route("/_sim/stats", _stats(state), methods=["GET"]),
     ]
     app = Starlette(routes=routes)
-    return _DropMiddleware(app, drop_mode)  # type: ignore[return-value]
+    return _DropMiddleware(app, drop_mode)
 
 
 async def _with_faults(
@@ -101,11 +101,7 @@ def _collection(state: SimulatorState) -> Handler:
         if request.method == "GET":
             return JSONResponse(state.list(resource, dict(request.query_params)))
         body = await _json(request)
-        problems = (
-            assistant_problems(body, update=False)
-            if resource == "assistant"
-            else tool_problems(body, update=False)
-        )
+        problems = _problems(resource, body, update=False)
         if problems:
             return _bad_request(problems)
         return JSONResponse(state.create(resource, body), status_code=201)
@@ -125,11 +121,7 @@ def _item(state: SimulatorState) -> Handler:
                 return _error(409, f"{resource}_pinned")
             return JSONResponse(state.delete(resource, vapi_id))
         body = await _json(request)
-        problems = (
-            assistant_problems(body, update=True)
-            if resource == "assistant"
-            else tool_problems(body, update=True)
-        )
+        problems = _problems(resource, body, update=True)
         if problems:
             return _bad_request(problems)
         return JSONResponse(state.update(resource, vapi_id, body))
@@ -169,6 +161,12 @@ def _stats(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
         )
 
     return handle
+
+
+def _problems(resource: Resource, body: Any, *, update: bool) -> list[str]:
+    if resource == "assistant":
+        return assistant_problems(body, update=update)
+    return tool_problems(body, update=update)
 
 
 async def _json(request: Request) -> Any:

@@ -193,7 +193,7 @@ class VapiClient:
                     content=bytes(body),
                     request=request,
                 )
-        except TimeoutError:
+        except (TimeoutError, httpx.TimeoutException):
             raise VapiTimeoutError(
                 f"{method} {route}: no answer within {self._timeout:g}s", method=method, path=route
             ) from None
@@ -202,10 +202,6 @@ class VapiClient:
                 f"{method} {route}: cannot connect ({type(exc).__name__})",
                 method=method,
                 path=route,
-            ) from None
-        except httpx.TimeoutException:
-            raise VapiTimeoutError(
-                f"{method} {route}: no answer within {self._timeout:g}s", method=method, path=route
             ) from None
         except httpx.TransportError as exc:
             raise VapiConnectionError(
