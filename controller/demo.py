@@ -18,7 +18,8 @@ from rich.console import Console
 from sqlalchemy import update
 
 from controller.config import ControllerSettings, Settings
-from controller.reconcile.full_pass import Runtime, plan_pass, reconcile_pass
+from controller.reconcile.converge import Runtime
+from controller.reconcile.full_pass import plan_pass, reconcile_pass
 from controller.report import plan_text, status_rows_sorted, status_table
 from controller.runtime import open_runtime
 from controller.secret import MasterKey

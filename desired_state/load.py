@@ -53,12 +53,19 @@ async def load_desired(
         )
     }
     known = frozenset(row.org_id for row in await conn.execute(known_query))
+    intent_query = select(vapi_objects.c.owner_key, vapi_objects.c.intent_at).where(
+        vapi_objects.c.kind == "assistant", vapi_objects.c.state == "creating"
+    )
+    if org_ids is not None:
+        intent_query = intent_query.where(vapi_objects.c.org_id.in_(ids))
+    intents = {UUID(row.owner_key): row.intent_at for row in await conn.execute(intent_query)}
     return DesiredState(
         orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
         tools=tools,
         tool_ids=await load_tool_ids(conn),
         baselines=baselines,
         known_org_ids=known,
+        intents=intents,
     )
 
 

@@ -10,13 +10,21 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
 
 from desired_state.engine import sync_engine
 from desired_state.tables import SCHEMA
 
 HERE = Path(__file__).resolve().parent
 MIGRATE_LOCK = 0x7661_7069  # "vapi": the advisory lock key for migrations
+
+
+def head_revision() -> str:
+    """The newest revision the migrations define."""
+    config = Config()
+    config.set_main_option("script_location", str(HERE / "migrations"))
+    return str(ScriptDirectory.from_config(config).get_current_head())
 
 
 def migrate(url: str, *, with_platform_schema: bool = False) -> str:
@@ -32,7 +40,19 @@ def migrate(url: str, *, with_platform_schema: bool = False) -> str:
             config.set_main_option("script_location", str(HERE / "migrations"))
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+            if _platform_tables_exist(conn):
+                conn.exec_driver_sql((HERE / "triggers.sql").read_text(encoding="utf-8"))
             context = MigrationContext.configure(conn, opts={"version_table_schema": SCHEMA})
             return context.get_current_revision() or ""
     finally:
         engine.dispose()
+
+
+def _platform_tables_exist(conn: Connection) -> bool:
+    found = conn.execute(
+        text(
+            "select count(*) from pg_tables where schemaname = 'public' "
+            "and tablename in ('organizations', 'agents')"
+        )
+    )
+    return bool(found.scalar_one() == 2)

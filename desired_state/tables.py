@@ -151,3 +151,27 @@ audit_log = Table(
     Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Index("audit_log_org_at_idx", "org_id", "at"),
 )
+
+work_items = Table(
+    "work_items",
+    own,
+    Column("org_id", UUID(as_uuid=True), primary_key=True),
+    Column("generation", BigInteger, nullable=False, server_default=text("0")),
+    Column("due_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("fencing_token", BigInteger, nullable=False, server_default=text("0")),
+    Column("claimed_generation", BigInteger),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("work_items_due_idx", "due_at"),
+)
+
+replicas = Table(
+    "replicas",
+    own,
+    Column("replica_id", Text, primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

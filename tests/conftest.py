@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from controller.config import Settings
-from controller.reconcile.full_pass import Runtime
+from controller.reconcile.converge import Runtime
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import SimulatorState, SimulatorTransport

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -84,3 +85,5 @@ class DesiredState:
     """Vapi id -> baseline of the controller's last write."""
     known_org_ids: frozenset[UUID] = frozenset()
     """Every organization the controller has a status row for (to notice removed ones)."""
+    intents: Mapping[UUID, datetime] = field(default_factory=dict)
+    """Agent id -> when a create was attempted whose outcome is not known yet."""

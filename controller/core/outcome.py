@@ -12,6 +12,8 @@ from uuid import UUID
 from controller.core.actions import OrgPlan
 
 State = Literal["synced", "progressing", "failed", "paused", "blocked"]
+Retry = Literal["resync", "backoff", "on_change"]
+"""When to come back: at the resync interval, after a backoff, or not until a change."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class OrgOutcome:
     writes: int = 0
     desired: bool = True
     orphans: int = 0
+    retry: Retry = "resync"
 
     @property
     def converged(self) -> bool:
@@ -70,11 +73,11 @@ def org_outcome(
 
     orphans = len(plan.orphans) - sum(1 for r in results if r.ok and r.action == "DeleteAssistant")
 
-    def done(state: State, message: str) -> OrgOutcome:
-        return OrgOutcome(plan.org_id, state, message, writes, desired, max(orphans, 0))
+    def done(state: State, message: str, retry: Retry = "resync") -> OrgOutcome:
+        return OrgOutcome(plan.org_id, state, message, writes, desired, max(orphans, 0), retry)
 
     if plan.blocked:
-        return done("blocked", f"ownership conflict: {plan.blocked}")
+        return done("blocked", f"ownership conflict: {plan.blocked}", "on_change")
     if paused:
         return done("paused", f"paused; {pending} changes pending" if pending else "paused")
     if observe_only and pending:
@@ -83,9 +86,9 @@ def org_outcome(
     problems = [f"{r.description}: {r.error}" for r in failures]
     problems += [f"agent {agent}: {why}" for agent, why in plan.invalid.items()]
     if failures and all(r.transient for r in failures) and not plan.invalid:
-        return done("progressing", "; ".join(problems))
+        return done("progressing", "; ".join(problems), "backoff")
     if problems:
-        return done("failed", "; ".join(problems))
+        return done("failed", "; ".join(problems), "on_change")
     if prune_blocked and plan.orphans:
         return done("blocked", prune_blocked)
     if orphans > 0:

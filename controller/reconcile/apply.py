@@ -29,6 +29,7 @@ from controller.core.actions import (
 from controller.core.desired import fingerprint
 from controller.core.drift import observed_hash
 from controller.core.outcome import ActionResult
+from controller.reconcile.observe import ObservedState
 from controller.secret import redact
 from controller.vapi.client import Resource, VapiClient
 from controller.vapi.errors import (
@@ -48,6 +49,8 @@ class Applier:
     client: VapiClient
     engine: AsyncEngine
     reconcile_id: str
+    observed: ObservedState | None = None
+    """Written through with every answer, so the controller's own writes are not drift."""
 
     async def apply(self, action: Action) -> ActionResult:
         description = describe(action)
@@ -76,7 +79,7 @@ class Applier:
             case AdoptTool():
                 await self._record("tool", action.tool_name, None, action.vapi_id, None, None)
             case UpdateTool():
-                response = await self.client.update("tool", action.vapi_id, action.body)
+                response = await self._update("tool", action.vapi_id, action.body)
                 await self._record(
                     "tool",
                     action.tool_name,
@@ -105,7 +108,7 @@ class Applier:
                         observed_hash=None,
                     )
             case UpdateAssistant():
-                response = await self.client.update("assistant", action.vapi_id, action.patch)
+                response = await self._update("assistant", action.vapi_id, action.patch)
                 await self._record(
                     "assistant",
                     str(action.agent_id),
@@ -130,6 +133,8 @@ class Applier:
         async with self.engine.begin() as conn:
             await records.record_intent(conn, kind=resource, owner_key=owner_key, org_id=org_id)
         response = await self.client.create(resource, body)
+        if self.observed is not None:
+            self.observed.upsert(resource, response)
         desired = {k: v for k, v in body.items() if k != "type"}
         agent_id = action.agent_id if isinstance(action, CreateAssistant) else None
         await self._record(
@@ -142,6 +147,14 @@ class Applier:
             audit=action,
             agent_id=agent_id,
         )
+
+    async def _update(
+        self, resource: Resource, vapi_id: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        response = await self.client.update(resource, vapi_id, body)
+        if self.observed is not None:
+            self.observed.upsert(resource, response)
+        return response
 
     async def _record(
         self,
@@ -177,6 +190,8 @@ class Applier:
         self, resource: Resource, vapi_id: str, action: DeleteTool | DeleteAssistant
     ) -> None:
         await self.client.delete(resource, vapi_id)
+        if self.observed is not None:
+            self.observed.remove(resource, vapi_id)
         async with self.engine.begin() as conn:
             await records.forget(conn, vapi_id=vapi_id)
             await records.write_audit(conn, [self._entry(action, vapi_id=vapi_id)])

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import Settings
 from controller.core.actions import (
@@ -20,32 +19,19 @@ from controller.core.actions import (
     CreateTool,
     DeleteTool,
     OrgPlan,
+    ToolAction,
     ToolPlan,
 )
 from controller.core.desired import DesiredState
-from controller.core.outcome import OrgOutcome, PassOutcome, org_outcome
-from controller.core.plan import (
-    AssistantContext,
-    PruneDecision,
-    contested_assistant_ids,
-    guard_prune,
-    plan_org,
-    plan_tools,
-)
+from controller.core.outcome import OrgOutcome, PassOutcome
+from controller.core.plan import PruneDecision, guard_prune, plan_org, plan_tools
 from controller.reconcile.apply import Applier
+from controller.reconcile.converge import Runtime, assistant_context, converge_org
 from controller.reconcile.observe import ObservedState, observe, org_ids_to_visit
 from controller.reconcile.status import record_org_outcome
-from controller.vapi.client import VapiClient
 from desired_state.load import load_desired, load_tool_ids
 
 PENDING_TOOL_ID = "(new:{name})"
-
-
-@dataclass(frozen=True)
-class Runtime:
-    engine: AsyncEngine
-    client: VapiClient
-    settings: Settings
 
 
 @dataclass(frozen=True)
@@ -66,7 +52,7 @@ class PassPlan:
 async def plan_pass(runtime: Runtime, *, org_ids: Collection[UUID] | None = None) -> PassPlan:
     """What a pass would do, writing nothing anywhere."""
     desired, observed = await _load_and_observe(runtime, org_ids)
-    tools = _plan_tools(runtime.settings, desired, observed)
+    tools = plan_tools_for(runtime.settings, desired, observed)
     tool_ids = dict(desired.tool_ids)
     for action in tools.actions:
         if isinstance(action, AdoptTool):
@@ -80,37 +66,44 @@ async def reconcile_pass(
     runtime: Runtime, *, org_ids: Collection[UUID] | None = None
 ) -> PassOutcome:
     reconcile_id = uuid.uuid4().hex[:12]
-    settings = runtime.settings
-    applier = Applier(runtime.client, runtime.engine, reconcile_id)
     outcome = PassOutcome(reconcile_id)
     desired, observed = await _load_and_observe(runtime, org_ids)
-    tools = _plan_tools(settings, desired, observed)
+    applier = Applier(runtime.client, runtime.engine, reconcile_id, observed)
+    tools = plan_tools_for(runtime.settings, desired, observed)
     tool_ids = dict(desired.tool_ids)
     outcome.tool_errors = [f"{name}: {why}" for name, why in tools.invalid.items()]
-    if settings.writes_enabled:
-        for action in tools.actions:
-            if isinstance(action, DeleteTool):
-                continue
-            result = await applier.apply(action)
-            if not result.ok:
-                outcome.tool_errors.append(f"{result.description}: {result.error}")
+    if runtime.settings.writes_enabled:
+        creates = [a for a in tools.actions if not isinstance(a, DeleteTool)]
+        outcome.tool_errors += await _apply_tools(applier, creates)
         async with runtime.engine.connect() as conn:
             tool_ids = await load_tool_ids(conn)
-    plan = _plan_orgs(settings, desired, observed, tools, tool_ids, org_ids)
+    plan = _plan_orgs(runtime.settings, desired, observed, tools, tool_ids, org_ids)
     outcome.prune_blocked = "" if plan.prune.allowed else plan.prune.reason
-    limit = asyncio.Semaphore(settings.controller.concurrency)
+    limit = asyncio.Semaphore(runtime.settings.controller.concurrency)
 
     async def visit(org_plan: OrgPlan) -> OrgOutcome:
         async with limit:
-            return await _reconcile_org(runtime, applier, plan, org_plan, tool_ids)
+            result = await converge_org(
+                runtime,
+                applier,
+                org_plan,
+                desired=org_plan.org_id in desired.orgs,
+                prune_blocked=outcome.prune_blocked,
+            )
+            async with runtime.engine.begin() as conn:
+                await record_org_outcome(
+                    conn,
+                    result,
+                    desired=desired.orgs.get(org_plan.org_id),
+                    tools=desired.tools,
+                    tool_ids=tool_ids,
+                )
+            return result
 
     outcome.orgs = list(await asyncio.gather(*(visit(p) for p in plan.orgs.values())))
-    if settings.writes_enabled and plan.prune.allowed:
-        for action in tools.actions:
-            if isinstance(action, DeleteTool):
-                result = await applier.apply(action)
-                if not result.ok:
-                    outcome.tool_errors.append(f"{result.description}: {result.error}")
+    if runtime.settings.writes_enabled and plan.prune.allowed:
+        deletes = [a for a in tools.actions if isinstance(a, DeleteTool)]
+        outcome.tool_errors += await _apply_tools(applier, deletes)
     logger.bind(reconcile_id=reconcile_id).info(
         "pass finished: {orgs} organizations {states}, {calls} Vapi calls",
         orgs=len(outcome.orgs),
@@ -120,40 +113,13 @@ async def reconcile_pass(
     return outcome
 
 
-async def _reconcile_org(
-    runtime: Runtime,
-    applier: Applier,
-    plan: PassPlan,
-    org_plan: OrgPlan,
-    tool_ids: Mapping[str, str],
-) -> OrgOutcome:
-    settings = runtime.settings
-    paused = settings.is_paused(org_plan.org_id)
-    results = []
-    if settings.writes_enabled and not paused and not org_plan.blocked:
-        results = [await applier.apply(action) for action in org_plan.actions]
-    outcome = org_outcome(
-        org_plan,
-        results,
-        desired=org_plan.org_id in plan.desired.orgs,
-        paused=paused,
-        observe_only=settings.controller.mode == "observe",
-        prune_blocked="" if plan.prune.allowed else plan.prune.reason,
-    )
-    await record_org_outcome(
-        runtime.engine,
-        outcome,
-        desired=plan.desired.orgs.get(org_plan.org_id),
-        tools=plan.desired.tools,
-        tool_ids=tool_ids,
-    )
-    logger.bind(org_id=str(org_plan.org_id), reconcile_id=applier.reconcile_id).info(
-        "reconciled: {state}, {writes} writes{message}",
-        state=outcome.state,
-        writes=outcome.writes,
-        message=f": {outcome.message}" if outcome.message else "",
-    )
-    return outcome
+async def _apply_tools(applier: Applier, actions: Sequence[ToolAction]) -> list[str]:
+    errors: list[str] = []
+    for action in actions:
+        result = await applier.apply(action)
+        if not result.ok:
+            errors.append(f"{result.description}: {result.error}")
+    return errors
 
 
 async def _load_and_observe(
@@ -164,7 +130,7 @@ async def _load_and_observe(
     return desired, await observe(runtime.client)
 
 
-def _plan_tools(settings: Settings, desired: DesiredState, observed: ObservedState) -> ToolPlan:
+def plan_tools_for(settings: Settings, desired: DesiredState, observed: ObservedState) -> ToolPlan:
     return plan_tools(
         tools=desired.tools,
         observed=observed.tools,
@@ -172,16 +138,6 @@ def _plan_tools(settings: Settings, desired: DesiredState, observed: ObservedSta
         baselines=desired.baselines,
         backend_url=settings.backend_url,
         prune=settings.controller.prune,
-    )
-
-
-def _contested_untagged(desired: DesiredState, observed: ObservedState) -> frozenset[str]:
-    """Untagged assistants named by several organizations: none may adopt them. A tagged one
-    has an owner; the others are blocked by the tag alone, and the owner keeps converging."""
-    return frozenset(
-        vid
-        for vid in contested_assistant_ids(desired.orgs.values())
-        if (found := observed.assistant(vid)) is not None and not found.has_org_tag
     )
 
 
@@ -193,23 +149,7 @@ def _plan_orgs(
     tool_ids: Mapping[str, str],
     org_ids: Collection[UUID] | None,
 ) -> PassPlan:
-    context = AssistantContext(
-        tool_ids_by_role={
-            role: [
-                tool_ids[t.name]
-                for t in desired.tools
-                if t.enabled
-                and role in t.roles
-                and t.name in tool_ids
-                and t.name not in tools.invalid
-            ]
-            for role in ("inbound", "outbound")
-        },
-        baselines=desired.baselines,
-        defaults=settings.defaults,
-        backend_url=settings.backend_url,
-        contested_ids=_contested_untagged(desired, observed),
-    )
+    context = assistant_context(settings, desired, observed, tool_ids, tools)
     visit = org_ids_to_visit(desired.orgs, observed, desired.known_org_ids)
     if org_ids is not None:
         visit = [org for org in visit if org in set(org_ids)]

@@ -1,44 +1,93 @@
-"""Observe Vapi: complete listings of assistants and tools. Observing never writes."""
+"""Observe Vapi. Observing never writes.
+
+``ObservedState`` is the indexed view a plan reads. ``ObservedCache`` keeps one up to date
+cheaply (an informer): a complete listing at start and now and then (deletions are invisible
+otherwise), ``updatedAtGe`` polls in between, and the controller's own writes applied as they
+happen, so they never look like drift.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from controller.core.desired import DesiredOrg
 from controller.core.observed import ObservedAssistant, ObservedTool
-from controller.vapi.client import VapiClient
+from controller.vapi.client import Resource, VapiClient
+from desired_state.queue import TOOLS_KEY
 
 
-@dataclass(frozen=True)
 class ObservedState:
-    assistants: tuple[ObservedAssistant, ...] = ()
-    tools: tuple[ObservedTool, ...] = ()
-    _by_org: dict[UUID, list[ObservedAssistant]] = field(default_factory=dict, repr=False)
-    _by_id: dict[str, ObservedAssistant] = field(default_factory=dict, repr=False)
+    def __init__(
+        self,
+        assistants: Iterable[Mapping[str, Any]] = (),
+        tools: Iterable[Mapping[str, Any]] = (),
+    ) -> None:
+        self._assistants: dict[str, ObservedAssistant] = {}
+        self._tools: dict[str, ObservedTool] = {}
+        self._by_org: dict[UUID, dict[str, ObservedAssistant]] = {}
+        self._managed = 0
+        for body in assistants:
+            self.upsert("assistant", body)
+        for body in tools:
+            self.upsert("tool", body)
 
-    def __post_init__(self) -> None:
-        for assistant in self.assistants:
-            self._by_id[assistant.id] = assistant
-            if assistant.org_tag is not None:
-                self._by_org.setdefault(assistant.org_tag, []).append(assistant)
+    @property
+    def assistants(self) -> tuple[ObservedAssistant, ...]:
+        return tuple(self._assistants.values())
+
+    @property
+    def tools(self) -> tuple[ObservedTool, ...]:
+        return tuple(self._tools.values())
 
     def assistant(self, vapi_id: str) -> ObservedAssistant | None:
-        return self._by_id.get(vapi_id)
+        return self._assistants.get(vapi_id)
+
+    def get(self, resource: Resource, vapi_id: str) -> ObservedAssistant | ObservedTool | None:
+        return (self._assistants if resource == "assistant" else self._tools).get(vapi_id)
+
+    def upsert(self, resource: Resource, body: Mapping[str, Any]) -> set[UUID]:
+        """Store ``body``; returns the organizations whose observed state it touched."""
+        if resource == "tool":
+            self._tools[str(body["id"])] = ObservedTool(body)
+            return {TOOLS_KEY}
+        touched = self.remove("assistant", str(body["id"]))
+        new = ObservedAssistant(body)
+        self._assistants[new.id] = new
+        self._managed += new.is_managed
+        if new.org_tag is not None:
+            self._by_org.setdefault(new.org_tag, {})[new.id] = new
+            touched.add(new.org_tag)
+        return touched
+
+    def remove(self, resource: Resource, vapi_id: str) -> set[UUID]:
+        if resource == "tool":
+            return {TOOLS_KEY} if self._tools.pop(vapi_id, None) else set()
+        old = self._assistants.pop(vapi_id, None)
+        if old is None:
+            return set()
+        self._managed -= old.is_managed
+        if old.org_tag is not None:
+            self._by_org.get(old.org_tag, {}).pop(vapi_id, None)
+            return {old.org_tag}
+        return set()
 
     def tagged_org_ids(self) -> set[UUID]:
-        return {org for org, found in self._by_org.items() if any(a.is_managed for a in found)}
+        return {
+            org for org, found in self._by_org.items() if any(a.is_managed for a in found.values())
+        }
 
     def managed_count(self) -> int:
-        return sum(1 for a in self.assistants if a.is_managed)
+        return self._managed
 
     def for_org(self, org_id: UUID, desired: DesiredOrg | None) -> Sequence[ObservedAssistant]:
         """Assistants tagged for the organization, plus those its agents name by id."""
-        found = {a.id: a for a in self._by_org.get(org_id, ())}
+        found = dict(self._by_org.get(org_id, {}))
         for agent in desired.agents if desired else ():
-            named = self._by_id.get(agent.vapi_assistant_id or "")
+            named = self._assistants.get(agent.vapi_assistant_id or "")
             if named is not None:
                 found.setdefault(named.id, named)
         return list(found.values())
@@ -46,10 +95,7 @@ class ObservedState:
 
 async def observe(client: VapiClient) -> ObservedState:
     assistants, tools = await asyncio.gather(client.list_all("assistant"), client.list_all("tool"))
-    return ObservedState(
-        assistants=tuple(ObservedAssistant(body) for body in assistants),
-        tools=tuple(ObservedTool(body) for body in tools),
-    )
+    return ObservedState(assistants, tools)
 
 
 def org_ids_to_visit(
@@ -57,3 +103,91 @@ def org_ids_to_visit(
 ) -> list[UUID]:
     """Desired organizations, plus any with assistants or status rows left to settle."""
     return sorted(set(desired) | observed.tagged_org_ids() | set(known), key=str)
+
+
+class ObservedCache:
+    """The daemon's observed state, kept current at the cost of a few calls per interval."""
+
+    def __init__(self, client: VapiClient) -> None:
+        self.client = client
+        self.state = ObservedState()
+        self._watermark: dict[Resource, str] = {}
+        self.listed = False
+
+    async def relist(self) -> set[UUID]:
+        """A complete listing; returns the organizations whose observed state changed."""
+        assistants, tools = await asyncio.gather(
+            self.client.list_all("assistant"), self.client.list_all("tool")
+        )
+        fresh = ObservedState(assistants, tools)
+        touched = _difference(self.state, fresh) if self.listed else fresh.tagged_org_ids()
+        self.state = fresh
+        self.listed = True
+        self._advance("assistant", assistants)
+        self._advance("tool", tools)
+        return touched
+
+    async def poll(self) -> set[UUID]:
+        """What changed since the last look (``updatedAtGe`` the newest ``updatedAt`` seen)."""
+        touched: set[UUID] = set()
+        resources: tuple[Resource, ...] = ("assistant", "tool")
+        for resource in resources:
+            since = self._watermark.get(resource)
+            if since is None:
+                continue
+            items = await self.client.list_all(resource, filters={"updatedAtGe": since})
+            touched |= self._absorb(resource, items)
+        return touched
+
+    async def confirm_since(self, moment: datetime) -> set[UUID]:
+        """Before creating after a doubt: every assistant created since ``moment``."""
+        since = (moment - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+        items = await self.client.list_all("assistant", filters={"createdAtGe": since})
+        return self._absorb("assistant", items)
+
+    def record_write(self, resource: Resource, body: Mapping[str, Any]) -> None:
+        self.state.upsert(resource, body)
+
+    def record_delete(self, resource: Resource, vapi_id: str) -> None:
+        self.state.remove(resource, vapi_id)
+
+    def _absorb(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> set[UUID]:
+        touched: set[UUID] = set()
+        for body in items:
+            known = self.state.assistant(str(body["id"])) if resource == "assistant" else None
+            if known is not None and known.body.get("updatedAt") == body.get("updatedAt"):
+                continue
+            if resource == "tool":
+                current = next((t for t in self.state.tools if t.id == body["id"]), None)
+                if current is not None and current.body.get("updatedAt") == body.get("updatedAt"):
+                    continue
+            touched |= self.state.upsert(resource, body)
+        self._advance(resource, items)
+        return touched
+
+    def _advance(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> None:
+        stamps = [str(i["updatedAt"]) for i in items if i.get("updatedAt")]
+        if self._watermark.get(resource):
+            stamps.append(self._watermark[resource])
+        if stamps:
+            self._watermark[resource] = max(stamps, key=_instant)
+
+
+def _difference(old: ObservedState, new: ObservedState) -> set[UUID]:
+    touched: set[UUID] = set()
+    for assistant in old.assistants:
+        now = new.assistant(assistant.id)
+        if now is None or now.body.get("updatedAt") != assistant.body.get("updatedAt"):
+            touched |= {t for t in (assistant.org_tag, now.org_tag if now else None) if t}
+    for assistant in new.assistants:
+        if old.assistant(assistant.id) is None and assistant.org_tag is not None:
+            touched.add(assistant.org_tag)
+    if {(t.id, t.body.get("updatedAt")) for t in old.tools} != {
+        (t.id, t.body.get("updatedAt")) for t in new.tools
+    }:
+        touched.add(TOOLS_KEY)
+    return touched
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.desired import DesiredOrg, DesiredTool
 from controller.core.outcome import OrgOutcome
@@ -16,28 +16,28 @@ MESSAGE_MAX = 4000
 
 
 async def record_org_outcome(
-    engine: AsyncEngine,
+    conn: AsyncConnection,
     outcome: OrgOutcome,
     *,
     desired: DesiredOrg | None,
     tools: Sequence[DesiredTool],
     tool_ids: Mapping[str, str],
 ) -> None:
-    async with engine.begin() as conn:
-        if not outcome.desired and outcome.converged and outcome.orphans == 0:
-            await records.forget_status(conn, org_id=outcome.org_id)
-            await records.replace_org_tools(conn, org_id=outcome.org_id, links={})
-            return
-        await records.write_status(
-            conn,
-            org_id=outcome.org_id,
-            state=outcome.state,
-            message=redact(outcome.message)[:MESSAGE_MAX],
+    """Status row and ``org_tools``, in the caller's transaction."""
+    if not outcome.desired and outcome.converged and outcome.orphans == 0:
+        await records.forget_status(conn, org_id=outcome.org_id)
+        await records.replace_org_tools(conn, org_id=outcome.org_id, links={})
+        return
+    await records.write_status(
+        conn,
+        org_id=outcome.org_id,
+        state=outcome.state,
+        message=redact(outcome.message)[:MESSAGE_MAX],
+    )
+    if outcome.state == "synced" and desired is not None:
+        await records.replace_org_tools(
+            conn, org_id=outcome.org_id, links=linked_tools(desired, tools, tool_ids)
         )
-        if outcome.state == "synced" and desired is not None:
-            await records.replace_org_tools(
-                conn, org_id=outcome.org_id, links=linked_tools(desired, tools, tool_ids)
-            )
 
 
 def linked_tools(

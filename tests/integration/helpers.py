@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy import select, update
 
 from controller.config import ControllerSettings
-from controller.reconcile.full_pass import Runtime
+from controller.reconcile.converge import Runtime
 from controller.simulator import SimulatorState
 from desired_state.tables import agents, org_status, org_tools
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from controller.reconcile.full_pass import Runtime, plan_pass, reconcile_pass
+from controller.reconcile.converge import Runtime
+from controller.reconcile.full_pass import plan_pass, reconcile_pass
 from controller.simulator import SimulatorState
 from desired_state.sample import seed_clinics
 from desired_state.tables import tool_definitions

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
-from controller.reconcile.full_pass import Runtime, reconcile_pass
+from controller.reconcile.converge import Runtime
+from controller.reconcile.full_pass import reconcile_pass
 from controller.simulator import SimulatorState
 from desired_state.embedded import scratch_database
-from desired_state.migrate import HERE, migrate
+from desired_state.migrate import HERE, head_revision, migrate
 from desired_state.sample import seed_clinics
 from desired_state.tables import audit_log
 from tests.integration.helpers import assistants_of, status_of, update_agent, writes
@@ -27,8 +28,8 @@ def test_migrate_works_on_platform_tables_someone_else_created_with_extra_column
             conn.exec_driver_sql(ddl)
             conn.execute(text("alter table agents add column tenant_notes text default 'x'"))
             conn.execute(text("alter table organizations add column plan text"))
-        assert migrate(url) == "0001"
-        assert migrate(url, with_platform_schema=True) == "0001"
+        assert migrate(url) == head_revision()
+        assert migrate(url, with_platform_schema=True) == head_revision()
         with engine.connect() as conn:
             tools = conn.execute(text("select count(*) from reconciler.tool_definitions"))
             assert tools.scalar_one() == 6

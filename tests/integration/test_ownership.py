@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from controller.reconcile.full_pass import Runtime, reconcile_pass
+from controller.reconcile.converge import Runtime
+from controller.reconcile.full_pass import reconcile_pass
 from controller.simulator import SimulatorState
 from desired_state.sample import seed_clinics
 from tests.integration.helpers import (

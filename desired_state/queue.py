@@ -1,0 +1,190 @@
+"""The work queue: one durable row per organization (and one for the account's tools).
+
+Claimed with ``FOR UPDATE SKIP LOCKED`` under a lease; every claim bumps a fencing token, and
+a completion only lands while the token is still ours. A change during a reconcile bumps the
+row's generation, so completion makes it due again: exactly one more pass. Backoff state
+(attempts, due time, last error) lives in the row and survives restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+TOOLS_KEY = UUID(int=0)
+"""The work row of the account-wide tools."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    org_id: UUID
+    token: int
+    generation: int
+    attempts: int
+
+
+async def claim(
+    conn: AsyncConnection, *, owner: str, limit: int, lease_seconds: float
+) -> list[Claim]:
+    rows = await conn.execute(
+        text("""
+            with next as (
+              select org_id from reconciler.work_items
+              where due_at <= now() and (lease_expires_at is null or lease_expires_at < now())
+              order by (org_id = :tools) desc, due_at
+              limit :limit
+              for update skip locked
+            )
+            update reconciler.work_items w
+            set lease_owner = :owner,
+                lease_expires_at = now() + make_interval(secs => :lease),
+                fencing_token = w.fencing_token + 1,
+                claimed_generation = w.generation,
+                updated_at = now()
+            from next where w.org_id = next.org_id
+            returning w.org_id, w.fencing_token, w.generation, w.attempts
+        """),
+        {"owner": owner, "limit": limit, "lease": lease_seconds, "tools": TOOLS_KEY},
+    )
+    return [Claim(r.org_id, r.fencing_token, r.generation, r.attempts) for r in rows]
+
+
+async def complete(
+    conn: AsyncConnection,
+    claimed: Claim,
+    *,
+    due_at: datetime | None,
+    attempts: int,
+    error: str | None,
+) -> bool:
+    """Release the claim; due again at ``due_at`` (None: not until a change), or at once if
+    the row changed while it was held. False if the lease was lost (fenced out)."""
+    done = await conn.execute(
+        text("""
+            update reconciler.work_items
+            set lease_owner = null, lease_expires_at = null,
+                due_at = case when generation > claimed_generation then now()
+                              else coalesce(:due_at, 'infinity'::timestamptz) end,
+                attempts = case when generation > claimed_generation then 0 else :attempts end,
+                last_error = :error, updated_at = now()
+            where org_id = :org_id and fencing_token = :token
+        """),
+        {
+            "org_id": claimed.org_id,
+            "token": claimed.token,
+            "due_at": due_at,
+            "attempts": attempts,
+            "error": error,
+        },
+    )
+    return done.rowcount == 1
+
+
+async def renew(
+    conn: AsyncConnection, claims: Iterable[Claim], *, lease_seconds: float
+) -> set[UUID]:
+    """Extend the leases still ours; returns the organizations whose lease was lost."""
+    held = list(claims)
+    if not held:
+        return set()
+    rows = await conn.execute(
+        text("""
+            update reconciler.work_items w
+            set lease_expires_at = now() + make_interval(secs => :lease)
+            from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[])) as c(org_id, token)
+            where w.org_id = c.org_id and w.fencing_token = c.token
+            returning w.org_id
+        """),
+        {
+            "lease": lease_seconds,
+            "orgs": [c.org_id for c in held],
+            "tokens": [c.token for c in held],
+        },
+    )
+    return {c.org_id for c in held} - {r.org_id for r in rows}
+
+
+async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
+    """Give claims back without a result (shutdown): due at once for whoever comes next."""
+    for claimed in claims:
+        await conn.execute(
+            text("""
+                update reconciler.work_items
+                set lease_owner = null, lease_expires_at = null, due_at = now()
+                where org_id = :org_id and fencing_token = :token
+            """),
+            {"org_id": claimed.org_id, "token": claimed.token},
+        )
+
+
+async def ensure_rows(conn: AsyncConnection, org_ids: Iterable[UUID] = ()) -> int:
+    """Rows for every organization, status row, the tools and ``org_ids``; returns how many
+    were missing. Existing rows keep their schedule."""
+    inserted = await conn.execute(
+        text("""
+            insert into reconciler.work_items (org_id)
+            select id from public.organizations
+            union select org_id from reconciler.org_status
+            union select unnest(cast(:extra as uuid[]))
+            on conflict (org_id) do nothing
+        """),
+        {"extra": [TOOLS_KEY, *org_ids]},
+    )
+    return inserted.rowcount
+
+
+async def mark_due(conn: AsyncConnection, org_ids: Iterable[UUID] | None = None) -> None:
+    """Make organizations (all when None) due now, as a change would."""
+    ids = None if org_ids is None else list(org_ids)
+    await conn.execute(
+        text("""
+            update reconciler.work_items
+            set generation = generation + 1, due_at = least(due_at, now()), attempts = 0
+            where cast(:ids as uuid[]) is null or org_id = any(cast(:ids as uuid[]))
+        """),
+        {"ids": ids},
+    )
+    await conn.execute(text("select pg_notify('vapi_reconciler', '*')"))
+
+
+async def next_due_in(conn: AsyncConnection) -> float | None:
+    """Seconds until the next row falls due (0 if one is due now), None if none will."""
+    row = await conn.execute(
+        text("""
+            select extract(epoch from min(greatest(due_at, coalesce(lease_expires_at, due_at)))
+                           - now())
+            from reconciler.work_items where due_at < 'infinity'
+        """)
+    )
+    seconds = row.scalar_one_or_none()
+    return None if seconds is None else max(float(seconds), 0.0)
+
+
+async def heartbeat(conn: AsyncConnection, *, replica_id: str, live_within: float) -> int:
+    """Record this replica alive; returns how many replicas are alive (itself included)."""
+    await conn.execute(
+        text("""
+            insert into reconciler.replicas (replica_id) values (:id)
+            on conflict (replica_id) do update set heartbeat_at = now()
+        """),
+        {"id": replica_id},
+    )
+    live = await conn.execute(
+        text(
+            "select count(*) from reconciler.replicas "
+            "where heartbeat_at > now() - make_interval(secs => :within)"
+        ),
+        {"within": live_within},
+    )
+    return max(int(live.scalar_one()), 1)
+
+
+async def leave(conn: AsyncConnection, *, replica_id: str) -> None:
+    await conn.execute(
+        text("delete from reconciler.replicas where replica_id = :id"), {"id": replica_id}
+    )
