@@ -88,6 +88,37 @@ def migrate(config_path: Path, with_platform_schema: bool) -> None:
 
 @main.command()
 @config_option
+@click.option(
+    "--replica-id",
+    default=None,
+    help="This replica's name in the queue and logs (default: random). Unique per process.",
+)
+@_fails_cleanly
+def run(config_path: Path, replica_id: str | None) -> None:
+    """The daemon: reconcile continuously until SIGTERM/SIGINT, then stop cleanly (exit 0).
+
+    Reloads the config file within [controller] reload_interval_seconds and on SIGHUP.
+    Serves /healthz, /readyz and /metrics on [server] listen.
+    """
+    from controller.daemon.loop import Daemon
+    from controller.daemon.metrics import Metrics
+
+    settings = load_settings(config_path)
+    key = read_master_key()
+
+    async def serve() -> None:
+        metrics = Metrics()
+        async with open_runtime(settings, key=key, observer=metrics.observe_vapi) as runtime:
+            daemon = Daemon(
+                runtime, config_path=config_path, metrics=metrics, replica_id=replica_id
+            )
+            await daemon.run()
+
+    asyncio.run(serve())
+
+
+@main.command()
+@config_option
 @org_option
 @_fails_cleanly
 def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:

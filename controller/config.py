@@ -32,6 +32,14 @@ class ControllerSettings(_Section):
     max_prune_per_pass: int = Field(default=10, ge=0)
     max_prune_fraction: float = Field(default=0.10, ge=0.0, le=1.0)
     concurrency: int = Field(default=8, ge=1, le=256)
+    resync_interval_seconds: float = Field(default=300.0, gt=0)
+    resync_jitter: float = Field(default=0.1, ge=0, le=0.5)
+    backoff_base_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    lease_seconds: float = Field(default=60.0, ge=2)
+    idle_poll_seconds: float = Field(default=1.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    reload_interval_seconds: float = Field(default=1.0, gt=0, le=5)
 
 
 class AlertingSettings(_Section):
@@ -46,6 +54,8 @@ class VapiSettings(_Section):
     timeout_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=20)
     page_limit: int = Field(default=1000, ge=1, le=1000)
+    poll_interval_seconds: float = Field(default=10.0, gt=0)
+    relist_interval_seconds: float = Field(default=600.0, gt=0)
 
 
 class DefaultsSettings(_Section):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -17,7 +17,11 @@ from desired_state.engine import async_engine
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, key: MasterKey, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    key: MasterKey,
+    transport: httpx.AsyncBaseTransport | None = None,
+    observer: Callable[[str, str, str, float], None] | None = None,
 ) -> AsyncIterator[Runtime]:
     register_secret(key)
     vapi = settings.vapi
@@ -30,6 +34,7 @@ async def open_runtime(
         timeout_seconds=vapi.timeout_seconds,
         max_attempts=vapi.max_attempts,
         page_limit=vapi.page_limit,
+        observer=observer,
     )
     try:
         yield Runtime(engine=engine, client=client, settings=settings)

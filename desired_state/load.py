@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredState, DesiredTool
@@ -59,6 +59,18 @@ async def load_desired(
     if org_ids is not None:
         intent_query = intent_query.where(vapi_objects.c.org_id.in_(ids))
     intents = {UUID(row.owner_key): row.intent_at for row in await conn.execute(intent_query)}
+    shared_query = (
+        select(agents.c.vapi_assistant_id)
+        .join(organizations, organizations.c.id == agents.c.org_id)
+        .where(
+            organizations.c.status == "active",
+            agents.c.active.is_(True),
+            agents.c.vapi_assistant_id.is_not(None),
+        )
+        .group_by(agents.c.vapi_assistant_id)
+        .having(func.count(distinct(agents.c.org_id)) > 1)
+    )
+    shared = frozenset(row.vapi_assistant_id for row in await conn.execute(shared_query))
     return DesiredState(
         orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
         tools=tools,
@@ -66,6 +78,7 @@ async def load_desired(
         baselines=baselines,
         known_org_ids=known,
         intents=intents,
+        shared_assistant_ids=shared,
     )
 
 

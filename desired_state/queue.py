@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import text
@@ -29,14 +28,22 @@ class Claim:
 
 
 async def claim(
-    conn: AsyncConnection, *, owner: str, limit: int, lease_seconds: float
+    conn: AsyncConnection, *, owner: str, limit: int, lease_seconds: float, tools: bool = False
 ) -> list[Claim]:
+    """Claim due rows: the account's tools row when ``tools``, else organizations, and
+    those only while the tools are neither due nor being worked on anywhere (assistants
+    link tool ids: creating them before the tools costs a relink each)."""
     rows = await conn.execute(
         text("""
             with next as (
               select org_id from reconciler.work_items
               where due_at <= now() and (lease_expires_at is null or lease_expires_at < now())
-              order by (org_id = :tools) desc, due_at
+                and (org_id = :tools) = :want_tools
+                and (:want_tools or not exists (
+                  select 1 from reconciler.work_items t
+                  where t.org_id = :tools
+                    and (t.due_at <= now() or t.lease_expires_at > now())))
+              order by due_at
               limit :limit
               for update skip locked
             )
@@ -49,7 +56,13 @@ async def claim(
             from next where w.org_id = next.org_id
             returning w.org_id, w.fencing_token, w.generation, w.attempts
         """),
-        {"owner": owner, "limit": limit, "lease": lease_seconds, "tools": TOOLS_KEY},
+        {
+            "owner": owner,
+            "limit": limit,
+            "lease": lease_seconds,
+            "tools": TOOLS_KEY,
+            "want_tools": tools,
+        },
     )
     return [Claim(r.org_id, r.fencing_token, r.generation, r.attempts) for r in rows]
 
@@ -58,18 +71,19 @@ async def complete(
     conn: AsyncConnection,
     claimed: Claim,
     *,
-    due_at: datetime | None,
+    due_in: float | None,
     attempts: int,
     error: str | None,
 ) -> bool:
-    """Release the claim; due again at ``due_at`` (None: not until a change), or at once if
-    the row changed while it was held. False if the lease was lost (fenced out)."""
+    """Release the claim; due again in ``due_in`` seconds (None: not until a change), or at
+    once if the row changed while it was held. False if the lease was lost (fenced out)."""
     done = await conn.execute(
         text("""
             update reconciler.work_items
             set lease_owner = null, lease_expires_at = null,
                 due_at = case when generation > claimed_generation then now()
-                              else coalesce(:due_at, 'infinity'::timestamptz) end,
+                              when cast(:due_in as float8) is null then 'infinity'::timestamptz
+                              else now() + make_interval(secs => :due_in) end,
                 attempts = case when generation > claimed_generation then 0 else :attempts end,
                 last_error = :error, updated_at = now()
             where org_id = :org_id and fencing_token = :token
@@ -77,7 +91,7 @@ async def complete(
         {
             "org_id": claimed.org_id,
             "token": claimed.token,
-            "due_at": due_at,
+            "due_in": due_in,
             "attempts": attempts,
             "error": error,
         },
@@ -139,30 +153,29 @@ async def ensure_rows(conn: AsyncConnection, org_ids: Iterable[UUID] = ()) -> in
 
 
 async def mark_due(conn: AsyncConnection, org_ids: Iterable[UUID] | None = None) -> None:
-    """Make organizations (all when None) due now, as a change would."""
+    """Make organizations (every organization when None) due now, as a change would."""
     ids = None if org_ids is None else list(org_ids)
     await conn.execute(
         text("""
             update reconciler.work_items
             set generation = generation + 1, due_at = least(due_at, now()), attempts = 0
-            where cast(:ids as uuid[]) is null or org_id = any(cast(:ids as uuid[]))
+            where (cast(:ids as uuid[]) is null and org_id <> :tools)
+               or org_id = any(cast(:ids as uuid[]))
         """),
-        {"ids": ids},
+        {"ids": ids, "tools": TOOLS_KEY},
     )
     await conn.execute(text("select pg_notify('vapi_reconciler', '*')"))
 
 
-async def next_due_in(conn: AsyncConnection) -> float | None:
-    """Seconds until the next row falls due (0 if one is due now), None if none will."""
+async def due_count(conn: AsyncConnection) -> int:
+    """Rows due now and not held: the queue depth."""
     row = await conn.execute(
-        text("""
-            select extract(epoch from min(greatest(due_at, coalesce(lease_expires_at, due_at)))
-                           - now())
-            from reconciler.work_items where due_at < 'infinity'
-        """)
+        text(
+            "select count(*) from reconciler.work_items where due_at <= now() "
+            "and (lease_expires_at is null or lease_expires_at < now())"
+        )
     )
-    seconds = row.scalar_one_or_none()
-    return None if seconds is None else max(float(seconds), 0.0)
+    return int(row.scalar_one())
 
 
 async def heartbeat(conn: AsyncConnection, *, replica_id: str, live_within: float) -> int:

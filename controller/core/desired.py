@@ -87,3 +87,6 @@ class DesiredState:
     """Every organization the controller has a status row for (to notice removed ones)."""
     intents: Mapping[UUID, datetime] = field(default_factory=dict)
     """Agent id -> when a create was attempted whose outcome is not known yet."""
+    shared_assistant_ids: frozenset[str] = frozenset()
+    """Assistant ids that agents of more than one active organization name (from all rows,
+    not only the organizations in this snapshot)."""

@@ -6,7 +6,7 @@ Tools are planned once for the whole account (``plan_tools``); assistants per or
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -239,16 +239,6 @@ def _cause(body: Mapping[str, Any], baseline: Baseline | None) -> Cause:
     if baseline is not None and baseline.desired_hash == fingerprint(body):
         return "drift"
     return "desired"
-
-
-def contested_assistant_ids(orgs: Iterable[DesiredOrg]) -> frozenset[str]:
-    """Assistant ids that agents of more than one organization name."""
-    owners: dict[str, set[UUID]] = {}
-    for org in orgs:
-        for agent in org.agents:
-            if agent.vapi_assistant_id:
-                owners.setdefault(agent.vapi_assistant_id, set()).add(org.org_id)
-    return frozenset(vid for vid, orgs_ in owners.items() if len(orgs_) > 1)
 
 
 @dataclass(frozen=True)

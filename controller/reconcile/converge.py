@@ -13,7 +13,7 @@ from controller.config import Settings
 from controller.core.actions import OrgPlan, ToolPlan
 from controller.core.desired import DesiredState
 from controller.core.outcome import ActionResult, OrgOutcome, org_outcome
-from controller.core.plan import AssistantContext, contested_assistant_ids
+from controller.core.plan import AssistantContext
 from controller.reconcile.apply import Applier
 from controller.reconcile.observe import ObservedState
 from controller.vapi.client import VapiClient
@@ -64,7 +64,7 @@ def contested_untagged(desired: DesiredState, observed: ObservedState) -> frozen
     has an owner; the others are blocked by the tag alone, and the owner keeps converging."""
     return frozenset(
         vid
-        for vid in contested_assistant_ids(desired.orgs.values())
+        for vid in desired.shared_assistant_ids
         if (found := observed.assistant(vid)) is not None and not found.has_org_tag
     )
 

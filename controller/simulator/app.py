@@ -49,6 +49,7 @@ def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> ASGIApp
     ] + [
         Route("/_sim/faults", _set_faults(state), methods=["POST"]),
         Route("/_sim/stats", _stats(state), methods=["GET"]),
+        Route("/_sim/writes", _writes(state), methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     return _DropMiddleware(app, drop_mode)
@@ -167,6 +168,24 @@ def _problems(resource: Resource, body: Any, *, update: bool) -> list[str]:
     if resource == "assistant":
         return assistant_problems(body, update=update)
     return tool_problems(body, update=update)
+
+
+def _writes(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return JSONResponse(
+            [
+                {
+                    "method": w.method,
+                    "resource": w.resource,
+                    "vapi_id": w.vapi_id,
+                    "at": w.at,
+                    "body": w.body,
+                }
+                for w in state.writes
+            ]
+        )
+
+    return handle
 
 
 async def _json(request: Request) -> Any:

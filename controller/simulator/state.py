@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -55,6 +56,8 @@ class Write:
     resource: Resource
     vapi_id: str
     body: Mapping[str, Any]
+    at: float = field(default_factory=time.time)
+    """Wall-clock arrival, comparable across processes."""
 
 
 @dataclass

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -50,8 +51,11 @@ class VapiClient:
         timeout_seconds: float = 15.0,
         max_attempts: int = 5,
         page_limit: int = 1000,
+        observer: Callable[[str, str, str, float], None] | None = None,
     ) -> None:
-        self._limiter = limiter
+        """``observer(method, route, status or error name, seconds)`` sees every attempt."""
+        self._observer = observer
+        self.limiter = limiter
         self._timeout = timeout_seconds
         self._max_attempts = max_attempts
         self.page_limit = page_limit
@@ -117,11 +121,12 @@ class VapiClient:
     ) -> Any:
         route = _route(path)
         for attempt in range(1, self._max_attempts + 1):
-            await self._limiter.acquire()
+            await self.limiter.acquire()
+            started = time.monotonic()
             try:
                 response = await self._send(method, path, params=params, json=json)
             except (VapiTimeoutError, VapiConnectionError) as exc:
-                self.calls[(method, route, type(exc).__name__)] += 1
+                self._count(method, route, type(exc).__name__, started)
                 if method == "POST" and not isinstance(exc, _NotSent):
                     raise OutcomeUnknownError(
                         f"{method} {route}: outcome unknown ({exc})", method=method, path=route
@@ -130,10 +135,10 @@ class VapiClient:
                     raise
                 await asyncio.sleep(_backoff(attempt))
                 continue
-            self.calls[(method, route, response.status_code)] += 1
+            self._count(method, route, response.status_code, started)
             if response.status_code == 429:
                 retry_after = _retry_after(response)
-                self._limiter.slow_down(retry_after or _backoff(attempt))
+                self.limiter.slow_down(retry_after or _backoff(attempt))
                 if attempt == self._max_attempts:
                     raise RateLimitedError(
                         f"{method} {route}: 429 rate limited after {attempt} attempts",
@@ -161,6 +166,11 @@ class VapiClient:
                 continue
             return _decode(response, method, route)
         raise AssertionError("unreachable: the loop returns or raises")
+
+    def _count(self, method: str, route: str, status: int | str, started: float) -> None:
+        self.calls[(method, route, status)] += 1
+        if self._observer is not None:
+            self._observer(method, route, str(status), time.monotonic() - started)
 
     async def _send(
         self,

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
 
-from desired_state.engine import async_engine
 from desired_state.migrate import head_revision
-from desired_state.sample import seed_clinics
 from tests.conftest import TEST_KEY
 from tests.e2e.conftest import Cli, sim_stats
-
-
-def seed(database_url: str, count: int) -> None:
-    async def run() -> None:
-        engine = async_engine(database_url, pool_size=1)
-        async with engine.begin() as conn:
-            await seed_clinics(conn, count)
-        await engine.dispose()
-
-    asyncio.run(run())
+from tests.e2e.daemon import seed
 
 
 def test_migrate_is_idempotent_on_an_existing_schema(cli: Cli) -> None:

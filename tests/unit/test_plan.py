@@ -17,7 +17,6 @@ from controller.core.desired import DesiredAgent, DesiredOrg, DesiredTool
 from controller.core.observed import ObservedAssistant, ObservedTool
 from controller.core.plan import (
     AssistantContext,
-    contested_assistant_ids,
     guard_prune,
     plan_org,
     plan_tools,
@@ -117,12 +116,9 @@ def test_an_id_tagged_for_another_org_blocks_with_no_action() -> None:
     assert plan.actions == ()
 
 
-def test_a_contested_id_blocks_and_is_found_across_orgs() -> None:
+def test_a_contested_id_blocks() -> None:
     mine = DesiredOrg(ORG, (agent(vapi_assistant_id="x"),))
-    theirs = DesiredOrg(OTHER_ORG, (agent(org_id=OTHER_ORG, vapi_assistant_id="x"),))
-    contested = contested_assistant_ids([mine, theirs])
-    assert contested == {"x"}
-    context = AssistantContext(**{**CONTEXT.__dict__, "contested_ids": contested})
+    context = AssistantContext(**{**CONTEXT.__dict__, "contested_ids": frozenset({"x"})})
     plan = plan_org(
         org_id=ORG, desired=mine, observed=[assistant("x", None)], context=context, prune=False
     )

@@ -1,0 +1,230 @@
+"""``vapi-reconciler run`` as a real process: triggers, replicas, pausing, shutdown."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.daemon import DaemonProcess, Database, Simulator, seed, wait_until
+
+BASE = """
+[vapi]
+rate_limit_per_second = 400
+burst = 20
+poll_interval_seconds = 1
+[controller]
+resync_interval_seconds = 3600
+lease_seconds = 3
+reload_interval_seconds = 0.5
+shutdown_grace_seconds = 5
+{extra}
+"""
+
+
+def config(**controller: Any) -> str:
+    lines = [f"{k} = {_toml(v)}" for k, v in controller.items()]
+    return BASE.format(extra="\n".join(lines))
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return str(value)
+
+
+@pytest.fixture
+def daemons(database_url: str, simulator_url: str, tmp_path: Path) -> Iterator[Any]:
+    started: list[DaemonProcess] = []
+
+    def start(name: str = "a", body: str | None = None) -> DaemonProcess:
+        daemon = DaemonProcess(
+            database_url=database_url,
+            simulator_url=simulator_url,
+            workdir=tmp_path,
+            name=name,
+            config=body or config(),
+        )
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.close()
+
+
+@pytest.fixture
+def sim(simulator_url: str) -> Simulator:
+    return Simulator(simulator_url)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.engine.dispose()
+
+
+def converged(sim: Simulator, db: Database, orgs: int) -> bool:
+    return sim.stats()["assistants"] == 2 * orgs and db.states() == {"synced": orgs}
+
+
+def test_an_agent_row_updated_while_idle_reaches_vapi_without_waiting_for_a_resync(
+    daemons: Any, sim: Simulator, db: Database, database_url: str
+) -> None:
+    clinics = seed(database_url, 3)
+    daemon = daemons()
+    wait_until(lambda: converged(sim, db, 3), timeout=30, what="convergence")
+    assert daemon.health("/readyz") == 200
+    before = len(sim.writes())
+
+    db.execute(
+        "update agents set system_prompt = 'New prompt' where id = :id", id=clinics[0].agent_ids[0]
+    )
+    took = wait_until(lambda: len(sim.writes()) > before, timeout=5, what="the PATCH")
+
+    new = sim.writes()[before:]
+    assert [w["method"] for w in new] == ["PATCH"]
+    assert new[0]["body"]["model"]["messages"][0]["content"] == "New prompt"
+    assert took < 5
+
+
+def test_two_daemons_converge_every_org_once_without_duplicate_writes(
+    daemons: Any, sim: Simulator, db: Database, database_url: str
+) -> None:
+    seed(database_url, 40)
+    sim.faults(latency_seconds=0.02)
+    daemons("a")
+    daemons("b")
+
+    wait_until(lambda: converged(sim, db, 40), timeout=60, what="convergence")
+
+    posts = [w for w in sim.writes() if w["method"] == "POST"]
+    assert len(posts) == 6 + 80
+    assert len(sim.writes()) == 86
+    owners = db.scalar("select count(distinct lease_owner) from reconciler.work_items")
+    assert owners == 0
+
+
+def test_a_killed_daemons_organizations_are_taken_over_after_its_lease_expires(
+    daemons: Any, sim: Simulator, db: Database, database_url: str
+) -> None:
+    seed(database_url, 20)
+    sim.faults(latency_seconds=0.15)
+    first = daemons("a", config(concurrency=2))
+    wait_until(lambda: len(sim.writes()) >= 10, timeout=30, what="some writes")
+    first.terminate(signal.SIGKILL)
+    held = db.scalar("select count(*) from reconciler.work_items where lease_owner = 'a'")
+    sim.faults(latency_seconds=0.0)
+
+    daemons("b")
+    wait_until(lambda: converged(sim, db, 20), timeout=60, what="takeover")
+
+    assert held >= 1
+    assert sim.stats()["assistants"] == 40
+    assert len([w for w in sim.writes() if w["method"] == "POST"]) == 46
+
+
+def test_pausing_through_the_config_file_stops_writes_and_resuming_converges(
+    daemons: Any, sim: Simulator, db: Database, database_url: str
+) -> None:
+    seed(database_url, 30)
+    sim.faults(latency_seconds=0.1)
+    daemon = daemons("a", config(concurrency=1))
+    wait_until(lambda: len(sim.writes()) >= 8, timeout=30, what="some writes")
+
+    daemon.write_config(config(concurrency=1, paused=True))
+    time.sleep(1.5)
+    held = len(sim.writes())
+    time.sleep(2.0)
+    assert len(sim.writes()) == held
+    assert sim.stats()["assistants"] < 60
+
+    daemon.write_config(config(concurrency=1, paused=False))
+    sim.faults(latency_seconds=0.0)
+    wait_until(lambda: converged(sim, db, 30), timeout=60, what="convergence after resume")
+
+
+@pytest.mark.parametrize("control", ["paused_orgs", "observe"])
+def test_a_paused_org_or_observe_mode_holds_writes_until_lifted(
+    daemons: Any, sim: Simulator, db: Database, database_url: str, control: str
+) -> None:
+    clinics = seed(database_url, 3)
+    daemon = daemons()
+    wait_until(lambda: converged(sim, db, 3), timeout=30, what="convergence")
+    held_org = str(clinics[0].org_id)
+    if control == "paused_orgs":
+        daemon.write_config(config(paused_orgs=[held_org]))
+    else:
+        daemon.write_config(config(mode="observe"))
+    time.sleep(1.5)
+    before = len(sim.writes())
+
+    db.execute("update agents set system_prompt = 'Held' where org_id = :org", org=held_org)
+    expected = "paused" if control == "paused_orgs" else "progressing"
+    wait_until(
+        lambda: (
+            db.scalar("select state from reconciler.org_status where org_id = :o", o=held_org)
+            == expected
+        ),
+        timeout=10,
+        what=expected,
+    )
+    time.sleep(1.0)
+    assert len(sim.writes()) == before
+
+    daemon.write_config(config())
+    wait_until(lambda: len(sim.writes()) == before + 2, timeout=10, what="the held writes")
+    wait_until(lambda: converged(sim, db, 3), timeout=10, what="convergence")
+
+
+def test_vapi_answering_503_for_a_while_is_survived_and_converges_after(
+    daemons: Any, sim: Simulator, db: Database, database_url: str
+) -> None:
+    clinics = seed(database_url, 2)
+    daemons()
+    wait_until(lambda: converged(sim, db, 2), timeout=30, what="convergence")
+    sim.faults(error_rate=1.0)
+    db.execute(
+        "update agents set system_prompt = 'During outage' where id = :id",
+        id=clinics[0].agent_ids[0],
+    )
+    wait_until(
+        lambda: (
+            db.scalar(
+                "select state from reconciler.org_status where org_id = :o",
+                o=str(clinics[0].org_id),
+            )
+            == "progressing"
+        ),
+        timeout=10,
+        what="a failed attempt",
+    )
+
+    sim.faults(error_rate=0.0)
+
+    wait_until(lambda: converged(sim, db, 2), timeout=30, what="recovery")
+    assert any(w["method"] == "PATCH" for w in sim.writes())
+
+
+def test_sigterm_mid_pass_exits_zero_within_the_grace_period(
+    daemons: Any, sim: Simulator, database_url: str
+) -> None:
+    seed(database_url, 20)
+    sim.faults(latency_seconds=0.3)
+    daemon = daemons("a", config(concurrency=4))
+    wait_until(lambda: len(sim.writes()) >= 8, timeout=30, what="work in flight")
+
+    start = time.monotonic()
+    code = daemon.terminate(signal.SIGTERM)
+
+    assert code == 0
+    assert time.monotonic() - start < 5 + 3
