@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.daemon import DaemonProcess, Database, Simulator, seed, wait_until
+from tests.e2e.tcp_proxy import PostgresProxy
 
 BASE = """
 [vapi]
@@ -228,3 +229,39 @@ def test_sigterm_mid_pass_exits_zero_within_the_grace_period(
 
     assert code == 0
     assert time.monotonic() - start < 5 + 3
+
+
+def test_postgres_going_away_under_the_daemon_is_survived_and_nothing_is_lost(
+    sim: Simulator, db: Database, database_url: str, simulator_url: str, tmp_path: Path
+) -> None:
+    clinics = seed(database_url, 2)
+    proxy = PostgresProxy(database_url)
+    daemon = DaemonProcess(
+        database_url=proxy.url,
+        simulator_url=simulator_url,
+        workdir=tmp_path,
+        name="a",
+        config=config(),
+    )
+    try:
+        wait_until(lambda: converged(sim, db, 2), timeout=30, what="convergence")
+        before = len(sim.writes())
+
+        proxy.cut()
+        wait_until(lambda: daemon.health("/readyz") == 503, timeout=10, what="not ready")
+        db.execute(
+            "update agents set system_prompt = 'Changed during the outage' where id = :id",
+            id=clinics[1].agent_ids[1],
+        )
+        time.sleep(2)
+        assert len(sim.writes()) == before
+        assert daemon.health("/healthz") == 200
+
+        proxy.restore()
+
+        wait_until(lambda: len(sim.writes()) == before + 1, timeout=30, what="the held change")
+        wait_until(lambda: daemon.health("/readyz") == 200, timeout=10, what="ready again")
+        assert daemon.process.poll() is None
+    finally:
+        daemon.close()
+        proxy.close()

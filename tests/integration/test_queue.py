@@ -1,0 +1,133 @@
+"""The work queue on real Postgres: exclusive claims, leases, fencing, one more pass."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from controller.reconcile.converge import Runtime
+from desired_state import queue
+from desired_state.queue import TOOLS_KEY, Claim
+from desired_state.sample import seed_clinics
+from tests.integration.helpers import update_agent
+
+
+async def claim(
+    engine: AsyncEngine, owner: str, *, limit: int = 100, lease: float = 30, tools: bool = False
+) -> list[Claim]:
+    async with engine.begin() as conn:
+        return await queue.claim(conn, owner=owner, limit=limit, lease_seconds=lease, tools=tools)
+
+
+async def complete(engine: AsyncEngine, claimed: Claim, due_in: float | None = 300) -> bool:
+    async with engine.begin() as conn:
+        return await queue.complete(conn, claimed, due_in=due_in, attempts=0, error=None)
+
+
+async def settle_tools(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await queue.ensure_rows(conn)
+    for claimed in await claim(engine, "setup", tools=True):
+        assert await complete(engine, claimed)
+
+
+async def test_concurrent_claimers_never_get_the_same_organization(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 30)
+    await settle_tools(runtime.engine)
+
+    batches = await asyncio.gather(*(claim(runtime.engine, f"r{i}", limit=4) for i in range(8)))
+
+    claimed = [c.org_id for batch in batches for c in batch]
+    assert len(claimed) == 30
+    assert len(set(claimed)) == 30
+    assert await claim(runtime.engine, "late") == []
+
+
+async def test_no_organization_is_claimed_while_the_tools_are_due(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 2)
+        await queue.ensure_rows(conn)
+    assert await claim(runtime.engine, "a") == []
+    tools = await claim(runtime.engine, "a", tools=True)
+    assert [c.org_id for c in tools] == [TOOLS_KEY]
+    assert await claim(runtime.engine, "b") == []
+    assert await complete(runtime.engine, tools[0])
+    assert len(await claim(runtime.engine, "b")) == 2
+
+
+async def test_a_change_during_a_reconcile_causes_exactly_one_more_pass(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    await settle_tools(runtime.engine)
+    (first,) = await claim(runtime.engine, "a")
+
+    await update_agent(runtime, clinic.agent_ids[0], system_prompt="one")
+    await update_agent(runtime, clinic.agent_ids[0], system_prompt="two")
+    assert await complete(runtime.engine, first)
+
+    (again,) = await claim(runtime.engine, "a")
+    assert await complete(runtime.engine, again)
+    assert await claim(runtime.engine, "a") == []
+
+
+async def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out(
+    runtime: Runtime,
+) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    await settle_tools(runtime.engine)
+    (stale,) = await claim(runtime.engine, "a", lease=0.2)
+    assert await claim(runtime.engine, "b") == []
+    await asyncio.sleep(0.3)
+
+    (fresh,) = await claim(runtime.engine, "b")
+
+    assert fresh.token > stale.token
+    assert not await complete(runtime.engine, stale)
+    assert await complete(runtime.engine, fresh)
+
+
+async def test_a_permanent_failure_waits_for_a_change_of_its_rows(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    await settle_tools(runtime.engine)
+    (claimed,) = await claim(runtime.engine, "a")
+    assert await complete(runtime.engine, claimed, due_in=None)
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "update reconciler.work_items set due_at = 'infinity' "
+                "where org_id = :o and due_at > now()"
+            ),
+            {"o": clinic.org_id},
+        )
+    assert await claim(runtime.engine, "a") == []
+
+    await update_agent(runtime, clinic.agent_ids[1], first_message="Fixed")
+
+    assert [c.org_id for c in await claim(runtime.engine, "a")] == [clinic.org_id]
+
+
+async def test_the_controllers_own_link_write_does_not_enqueue_its_org(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    await settle_tools(runtime.engine)
+    (claimed,) = await claim(runtime.engine, "a")
+    assert await complete(runtime.engine, claimed)
+
+    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id="assistant-1")
+
+    assert await claim(runtime.engine, "a") == []
+    assert await generation(runtime.engine, clinic.org_id) == claimed.generation
+
+
+async def generation(engine: AsyncEngine, org_id: UUID) -> int:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("select generation from reconciler.work_items where org_id = :o"), {"o": org_id}
+        )
+    return int(found.scalar_one())
