@@ -97,14 +97,6 @@ async def test_a_permanent_failure_waits_for_a_change_of_its_rows(runtime: Runti
     await settle_tools(runtime.engine)
     (claimed,) = await claim(runtime.engine, "a")
     assert await complete(runtime.engine, claimed, due_in=None)
-    async with runtime.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "update reconciler.work_items set due_at = 'infinity' "
-                "where org_id = :o and due_at > now()"
-            ),
-            {"o": clinic.org_id},
-        )
     assert await claim(runtime.engine, "a") == []
 
     await update_agent(runtime, clinic.agent_ids[1], first_message="Fixed")
@@ -131,3 +123,11 @@ async def generation(engine: AsyncEngine, org_id: UUID) -> int:
             text("select generation from reconciler.work_items where org_id = :o"), {"o": org_id}
         )
     return int(found.scalar_one())
+
+
+async def test_live_replicas_are_counted_to_divide_the_rate_budget(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        assert await queue.heartbeat(conn, replica_id="a", live_within=30) == 1
+        assert await queue.heartbeat(conn, replica_id="b", live_within=30) == 2
+        await queue.leave(conn, replica_id="b")
+        assert await queue.heartbeat(conn, replica_id="a", live_within=30) == 1
