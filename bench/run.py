@@ -1,6 +1,7 @@
 """Benchmarks against the simulator in its own process on a loopback port.
 
     .venv/bin/python -m bench.run cold-start --orgs 500 --rate 100 --latency 0.05
+    .venv/bin/python -m bench.run change-latency --orgs 50 --samples 100
 
 Each scenario prints a table and writes ``bench/results/<scenario>.json``. Postgres: the
 server of ``DATABASE_URL`` (a throwaway database on it) or an embedded one.
@@ -167,7 +168,100 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-SCENARIOS = {"cold-start": cold_start}
+@contextmanager
+def daemon(url: str, sim: str, config: Path) -> Iterator[subprocess.Popen[str]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "VAPI_BASE_URL": sim,
+        "VAPI_PRIVATE_KEY": KEY,
+        "BACKEND_URL": "https://backend.bench.example",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller",
+            "--log-level",
+            "WARNING",
+            "run",
+            "--config",
+            str(config),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def sim_writes(sim: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{sim}/_sim/writes").json())
+
+
+def wait_for(check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            sys.exit("timed out")
+        time.sleep(0.01)
+
+
+def change_latency(args: argparse.Namespace) -> dict[str, Any]:
+    """Agent row committed -> the PATCH received by Vapi, one change at a time, daemon idle."""
+    from sqlalchemy import create_engine, text
+
+    from desired_state.engine import sqlalchemy_url
+
+    with (
+        database() as url,
+        simulator(rate=args.rate, latency=args.latency, burst=args.burst) as sim,
+    ):
+        asyncio.run(seed(url, args.orgs))
+        config = Path(tempfile.mkdtemp()) / "config.toml"
+        config.write_text(
+            f"[vapi]\nrate_limit_per_second = {args.rate}\nburst = {args.burst}\n"
+            f"[controller]\nconcurrency = {args.concurrency}\nresync_interval_seconds = 3600\n"
+            f'[server]\nlisten = "127.0.0.1:0"\n'
+        )
+        engine = create_engine(sqlalchemy_url(url))
+        with engine.connect() as conn:
+            agents = [row[0] for row in conn.execute(text("select id from agents order by id"))]
+        with daemon(url, sim, config):
+            wait_for(lambda: len(sim_writes(sim)) >= TOOLS + 2 * args.orgs, 600)
+            time.sleep(1.0)
+            samples = []
+            for n in range(args.samples):
+                before = len(sim_writes(sim))
+                with engine.begin() as conn:
+                    conn.execute(
+                        text("update agents set system_prompt = :p where id = :id"),
+                        {"p": f"Prompt revision {n}", "id": agents[n % len(agents)]},
+                    )
+                committed = time.time()
+                wait_for(lambda b=before: len(sim_writes(sim)) > b, 30)
+                samples.append(sim_writes(sim)[before]["at"] - committed)
+        engine.dispose()
+    samples.sort()
+    return {
+        "scenario": "change-latency",
+        "orgs": args.orgs,
+        "samples": len(samples),
+        "rate": args.rate,
+        "latency_s": args.latency,
+        "p50_ms": round(1000 * samples[len(samples) // 2], 1),
+        "p99_ms": round(1000 * samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
+        "max_ms": round(1000 * samples[-1], 1),
+        "min_ms": round(1000 * samples[0], 1),
+    }
+
+
+SCENARIOS = {"cold-start": cold_start, "change-latency": change_latency}
 
 
 def main() -> None:
@@ -178,6 +272,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10)
     parser.add_argument("--latency", type=float, default=0.05, help="simulator seconds/request")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=100)
     args = parser.parse_args()
     result = SCENARIOS[args.scenario](args)
     RESULTS.mkdir(exist_ok=True)

@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.conftest import TEST_KEY
 from tests.e2e.daemon import DaemonProcess, Database, Simulator, seed, wait_until
 from tests.e2e.tcp_proxy import PostgresProxy
 
+AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 BASE = """
 [vapi]
 rate_limit_per_second = 400
@@ -265,3 +268,30 @@ def test_postgres_going_away_under_the_daemon_is_survived_and_nothing_is_lost(
     finally:
         daemon.close()
         proxy.close()
+
+
+def test_drift_and_deletions_made_in_vapi_are_seen_by_the_cache_and_corrected(
+    daemons: Any, sim: Simulator, db: Database, database_url: str
+) -> None:
+    seed(database_url, 2)
+    daemons(
+        "a",
+        BASE.format(extra="").replace(
+            "poll_interval_seconds = 1", "poll_interval_seconds = 0.5\nrelist_interval_seconds = 2"
+        ),
+    )
+    wait_until(lambda: converged(sim, db, 2), timeout=30, what="convergence")
+    assistants = httpx.get(f"{sim.url}/assistant", headers=AUTH).json()
+    edited, deleted = assistants[0]["id"], assistants[1]["id"]
+    before = len(sim.writes())
+
+    httpx.patch(
+        f"{sim.url}/assistant/{edited}", headers=AUTH, json={"name": "Edited behind its back"}
+    ).raise_for_status()
+    httpx.delete(f"{sim.url}/assistant/{deleted}", headers=AUTH).raise_for_status()
+
+    wait_until(lambda: len(sim.writes()) >= before + 4, timeout=15, what="the corrections")
+    new = [(w["method"], w["vapi_id"]) for w in sim.writes()[before + 2 :]]
+    assert ("PATCH", edited) in new
+    assert any(method == "POST" for method, _ in new)
+    wait_until(lambda: converged(sim, db, 2), timeout=10, what="convergence again")
