@@ -123,16 +123,16 @@ def test_a_killed_daemons_organizations_are_taken_over_after_its_lease_expires(
 ) -> None:
     seed(database_url, 20)
     sim.faults(latency_seconds=0.15)
-    first = daemons("a", config(concurrency=2))
-    wait_until(lambda: len(sim.writes()) >= 10, timeout=30, what="some writes")
-    first.terminate(signal.SIGKILL)
+    doomed = daemons("a", config(concurrency=2))
+    daemons("b", config(concurrency=2))
+    wait_until(lambda: len(sim.writes()) >= 12, timeout=30, what="both at work")
+    doomed.terminate(signal.SIGKILL)
     held = db.scalar("select count(*) from reconciler.work_items where lease_owner = 'a'")
-    sim.faults(latency_seconds=0.0)
 
-    daemons("b")
     wait_until(lambda: converged(sim, db, 20), timeout=60, what="takeover")
 
     assert held >= 1
+    assert db.scalar("select count(*) from reconciler.work_items where lease_owner = 'a'") == 0
     assert sim.stats()["assistants"] == 40
     assert len([w for w in sim.writes() if w["method"] == "POST"]) == 46
 
