@@ -44,7 +44,13 @@ class ControllerSettings(_Section):
 
 class AlertingSettings(_Section):
     unreconciled_after_seconds: int = Field(default=600, ge=0)
+    failures_before_alert: int = Field(default=0, ge=0)
     webhook_url: str = ""
+    alertmanager_url: str = ""
+    evaluate_interval_seconds: float = Field(default=5.0, gt=0)
+    delivery_timeout_seconds: float = Field(default=5.0, gt=0)
+    delivery_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    controller_down_after_seconds: float = Field(default=300.0, ge=0)
 
 
 class VapiSettings(_Section):

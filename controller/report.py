@@ -111,7 +111,7 @@ def status_table(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = No
     now = now or datetime.now(UTC)
     table = Table(title=f"{len(rows)} organizations")
     table.add_column("organization", no_wrap=True)
-    for column in ("state", "age", "last synced", "message"):
+    for column in ("state", "age", "reason", "last synced", "message"):
         table.add_column(column, overflow="fold")
     for row in rows:
         since, synced = row["unreconciled_since"], row["last_synced_at"]
@@ -119,6 +119,7 @@ def status_table(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = No
             str(row["org_id"]),
             row["state"],
             _age((now - since).total_seconds()) if since else "",
+            row.get("reason") or "",
             synced.strftime("%Y-%m-%d %H:%M:%S") if synced else "never",
             (row["message"] or "")[:200],
         )

@@ -116,3 +116,19 @@ async def load_status(conn: AsyncConnection) -> list[dict[str, Any]]:
     """Every status row, as the ``status`` command shows them."""
     rows = await conn.execute(select(org_status))
     return [dict(row) for row in rows.mappings()]
+
+
+async def load_state_counts(conn: AsyncConnection) -> dict[str, int]:
+    """Organizations per state, and ``unreconciled``: out of sync, not paused, paging."""
+    rows = await conn.execute(select(org_status.c.state, func.count()).group_by(org_status.c.state))
+    counts = {row[0]: int(row[1]) for row in rows}
+    unreconciled = await conn.execute(
+        select(func.count())
+        .select_from(org_status)
+        .where(
+            org_status.c.state.not_in(["synced", "paused"]),
+            func.coalesce(org_status.c.reason, "") != "observe_mode",
+        )
+    )
+    counts["unreconciled"] = int(unreconciled.scalar_one())
+    return counts

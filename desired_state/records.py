@@ -122,14 +122,29 @@ async def forget_status(conn: AsyncConnection, *, org_id: UUID) -> None:
     await conn.execute(delete(org_status).where(org_status.c.org_id == org_id))
 
 
-async def write_status(conn: AsyncConnection, *, org_id: UUID, state: State, message: str) -> None:
-    """Upsert the organization's status; ``unreconciled_since`` keeps its first value."""
+async def write_status(
+    conn: AsyncConnection,
+    *,
+    org_id: UUID,
+    state: State,
+    message: str,
+    reason: str | None = None,
+    failed: bool = False,
+) -> None:
+    """Upsert the organization's status. ``unreconciled_since`` keeps its first value until
+    the organization is synced or paused; ``consecutive_failures`` counts failed attempts."""
     in_sync = state in ("synced", "paused")
-    values: dict[str, Any] = {"state": state, "message": message, "updated_at": func.now()}
+    values: dict[str, Any] = {
+        "state": state,
+        "message": message,
+        "reason": reason,
+        "updated_at": func.now(),
+    }
     statement = insert(org_status).values(
         org_id=org_id,
         last_synced_at=func.now() if state == "synced" else None,
         unreconciled_since=None if in_sync else func.now(),
+        consecutive_failures=1 if failed else 0,
         **values,
     )
     excluded = statement.excluded
@@ -144,6 +159,7 @@ async def write_status(conn: AsyncConnection, *, org_id: UUID, state: State, mes
                 "unreconciled_since": None
                 if in_sync
                 else func.coalesce(org_status.c.unreconciled_since, func.now()),
+                "consecutive_failures": org_status.c.consecutive_failures + 1 if failed else 0,
             },
         )
     )

@@ -110,6 +110,8 @@ org_status = Table(
     Column("last_synced_at", DateTime(timezone=True)),
     Column("unreconciled_since", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reason", Text),
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
     CheckConstraint(
         "state in ('synced', 'progressing', 'failed', 'paused', 'blocked')",
         name="org_status_state_check",
@@ -174,4 +176,43 @@ replicas = Table(
     Column("replica_id", Text, primary_key=True),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+alerts = Table(
+    "alerts",
+    own,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False),
+    Column("org_id", UUID(as_uuid=True)),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("message", Text, nullable=False, server_default=text("''")),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("fired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("resolved_at", DateTime(timezone=True)),
+    CheckConstraint("status in ('firing', 'resolved')", name="alerts_status_check"),
+    Index(
+        "alerts_one_open_incident", "key", unique=True, postgresql_where=text("status = 'firing'")
+    ),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    own,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "alert_id",
+        BigInteger,
+        ForeignKey("reconciler.alerts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("sink", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    CheckConstraint("event in ('firing', 'resolved')", name="alert_deliveries_event_check"),
+    UniqueConstraint("alert_id", "sink", "event", name="alert_deliveries_once"),
+    Index("alert_deliveries_due", "next_attempt_at", postgresql_where=text("delivered_at is null")),
 )

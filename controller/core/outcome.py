@@ -13,6 +13,18 @@ from controller.core.actions import OrgPlan
 
 State = Literal["synced", "progressing", "failed", "paused", "blocked"]
 Retry = Literal["resync", "backoff", "on_change"]
+Reason = Literal[
+    "validation",
+    "vapi_rejected",
+    "vapi_key_rejected",
+    "vapi_unavailable",
+    "rate_limited",
+    "ownership_conflict",
+    "prune_guard",
+    "observe_mode",
+    "paused",
+]
+"""Why an organization is not synced (CONTRACT: the alert's ``reason``)."""
 """When to come back: at the resync interval, after a backoff, or not until a change."""
 
 
@@ -27,6 +39,7 @@ class ActionResult:
     error: str = ""
     transient: bool = False
     """The failure may clear by itself (rate limit, 5xx, unknown outcome)."""
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,14 @@ class OrgOutcome:
     desired: bool = True
     orphans: int = 0
     retry: Retry = "resync"
+    reason: Reason | None = None
+
+    @property
+    def failed(self) -> bool:
+        """An attempt that did not work (not a pause, not observe mode)."""
+        return self.state in ("failed", "blocked") or (
+            self.state == "progressing" and self.reason != "observe_mode"
+        )
 
     @property
     def converged(self) -> bool:
@@ -73,24 +94,34 @@ def org_outcome(
 
     orphans = len(plan.orphans) - sum(1 for r in results if r.ok and r.action == "DeleteAssistant")
 
-    def done(state: State, message: str, retry: Retry = "resync") -> OrgOutcome:
-        return OrgOutcome(plan.org_id, state, message, writes, desired, max(orphans, 0), retry)
+    def done(
+        state: State, message: str, retry: Retry = "resync", reason: Reason | None = None
+    ) -> OrgOutcome:
+        return OrgOutcome(
+            plan.org_id, state, message, writes, desired, max(orphans, 0), retry, reason
+        )
 
     if plan.blocked:
-        return done("blocked", f"ownership conflict: {plan.blocked}", "on_change")
+        return done(
+            "blocked", f"ownership conflict: {plan.blocked}", "on_change", "ownership_conflict"
+        )
     if paused:
-        return done("paused", f"paused; {pending} changes pending" if pending else "paused")
+        message = f"paused; {pending} changes pending" if pending else "paused"
+        return done("paused", message, reason="paused")
     if observe_only and pending:
-        return done("progressing", f"observe mode: {pending} changes pending")
+        return done(
+            "progressing", f"observe mode: {pending} changes pending", reason="observe_mode"
+        )
     failures = [r for r in results if not r.ok]
     problems = [f"{r.description}: {r.error}" for r in failures]
     problems += [f"agent {agent}: {why}" for agent, why in plan.invalid.items()]
     if failures and all(r.transient for r in failures) and not plan.invalid:
-        return done("progressing", "; ".join(problems), "backoff")
+        return done("progressing", "; ".join(problems), "backoff", failures[0].reason)
     if problems:
-        return done("failed", "; ".join(problems), "on_change")
+        reason = "validation" if plan.invalid else failures[0].reason
+        return done("failed", "; ".join(problems), "on_change", reason)
     if prune_blocked and plan.orphans:
-        return done("blocked", prune_blocked)
+        return done("blocked", prune_blocked, reason="prune_guard")
     if orphans > 0:
         return done("synced", f"{orphans} orphaned assistant(s) left alone (prune = false)")
     return done("synced", "")

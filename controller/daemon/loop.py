@@ -22,6 +22,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 from sqlalchemy.exc import DBAPIError
 
+from controller.alerting.alerter import Alerter
+from controller.alerting.sinks import Sinks
 from controller.core.desired import DesiredState
 from controller.core.outcome import OrgOutcome
 from controller.core.schedule import SchedulePolicy, next_visit
@@ -34,9 +36,9 @@ from controller.reconcile.converge import Runtime
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.status import record_org_outcome
 from controller.secret import redact
-from controller.vapi.errors import VapiError
+from controller.vapi.errors import RateLimitedError, UnauthorizedError, VapiError
 from desired_state import queue
-from desired_state.load import load_desired
+from desired_state.load import load_desired, load_state_counts
 from desired_state.queue import TOOLS_KEY, Claim
 
 STALL_SECONDS = 30.0
@@ -58,6 +60,11 @@ class Daemon:
         self.cache = ObservedCache(runtime.client)
         self.worker = Worker(runtime, self.cache)
         self.watcher = ConfigWatcher(config_path, runtime.settings) if config_path else None
+        self.alerter = Alerter(
+            runtime.engine,
+            Sinks.from_settings(runtime.settings.alerting),
+            runtime.settings.alerting,
+        )
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self.inflight: dict[UUID, tuple[Claim, asyncio.Task[None]]] = {}
@@ -225,6 +232,7 @@ class Daemon:
                 draw=random.random(),
             )
             error = None if outcome.converged else outcome.message
+            self._note_outcome(outcome)
         except (DBAPIError, OSError, VapiError) as exc:
             self._note_failure(exc)
             visit = next_visit(
@@ -285,6 +293,8 @@ class Daemon:
             (self._heartbeat, beat, 0),
             (self._sweep, settings.controller.resync_interval_seconds, 0),
             (self._check_config, settings.controller.reload_interval_seconds, 0),
+            (self._evaluate_alerts, settings.alerting.evaluate_interval_seconds, 0),
+            (self._deliver_alerts, 1.0, 0),
         )
         for job, every, jitter in jobs:
             scheduler.add_job(
@@ -306,6 +316,7 @@ class Daemon:
         try:
             touched = await look()
             self._vapi_ok = True
+            self.alerter.condition("vapi_key_rejected", present=False)
         except VapiError as exc:
             self._vapi_ok = False
             logger.warning("observing Vapi failed: {}", exc)
@@ -344,6 +355,33 @@ class Daemon:
         if lost:
             self.metrics.leases_lost.inc(len(lost))
 
+    async def _evaluate_alerts(self) -> None:
+        before = (self.alerter.fired, self.alerter.resolved)
+        try:
+            if self._db_ok:
+                await self.alerter.evaluate()
+                await self._count_states()
+            await self.alerter.evaluate_controller(postgres_up=self._db_ok)
+        except (DBAPIError, OSError) as exc:
+            self._note_failure(exc)
+        self.metrics.alerts_fired.inc(self.alerter.fired - before[0])
+        self.metrics.alerts_resolved.inc(self.alerter.resolved - before[1])
+
+    async def _deliver_alerts(self) -> None:
+        failures = self.alerter.sink_failures
+        try:
+            await self.alerter.deliver()
+        except (DBAPIError, OSError) as exc:
+            self._note_failure(exc)
+        self.metrics.sink_failures.inc(self.alerter.sink_failures - failures)
+
+    async def _count_states(self) -> None:
+        async with self.runtime.engine.connect() as conn:
+            counts = await load_state_counts(conn)
+        for state in ("synced", "progressing", "failed", "paused", "blocked"):
+            self.metrics.org_states.labels(state).set(counts.get(state, 0))
+        self.metrics.unreconciled.set(counts.get("unreconciled", 0))
+
     async def _sweep(self) -> None:
         try:
             async with self.runtime.engine.begin() as conn:
@@ -362,6 +400,8 @@ class Daemon:
             return
         before = self.runtime.settings
         self.runtime.settings = fresh
+        self.alerter.settings = fresh.alerting
+        self.alerter.sinks = Sinks.from_settings(fresh.alerting)
         logger.info(
             "config reloaded: paused={} paused_orgs={} mode={} prune={}",
             fresh.controller.paused,
@@ -384,6 +424,16 @@ class Daemon:
         except (DBAPIError, OSError) as exc:
             self._note_failure(exc)
 
+    def _note_outcome(self, outcome: OrgOutcome) -> None:
+        """Controller-wide conditions seen through one organization's outcome."""
+        if outcome.reason == "vapi_key_rejected":
+            self.alerter.condition("vapi_key_rejected", present=True)
+        elif outcome.reason == "rate_limited":
+            self.alerter.condition("rate_limit_saturated", present=True)
+        elif outcome.writes:
+            self.alerter.condition("vapi_key_rejected", present=False)
+            self.alerter.condition("rate_limit_saturated", present=False)
+
     def _policy(self) -> SchedulePolicy:
         c = self.runtime.settings.controller
         return SchedulePolicy(
@@ -396,8 +446,12 @@ class Daemon:
     def _note_failure(self, exc: Exception) -> None:
         if isinstance(exc, VapiError):
             self._vapi_ok = False
+            self.alerter.condition("vapi_key_rejected", present=isinstance(exc, UnauthorizedError))
+            if isinstance(exc, RateLimitedError):
+                self.alerter.condition("rate_limit_saturated", present=True)
         else:
             self._db_ok = False
+            self.alerter.condition("postgres_unreachable", present=True)
         logger.warning(
             "{} unavailable: {}",
             "Vapi" if isinstance(exc, VapiError) else "Postgres",

@@ -65,6 +65,15 @@ class Metrics:
             f"{PREFIX}_replicas_live", "Live replicas sharing the budget.", registry=r
         )
         self.ready = Gauge(f"{PREFIX}_ready", "1 when Postgres and Vapi answer.", registry=r)
+        self.alerts_fired = Counter(f"{PREFIX}_alerts_fired_total", "Incidents opened.", registry=r)
+        self.alerts_resolved = Counter(
+            f"{PREFIX}_alerts_resolved_total", "Incidents resolved.", registry=r
+        )
+        self.sink_failures = Counter(
+            f"{PREFIX}_alert_sink_failures_total",
+            "Alert deliveries that failed (retried later).",
+            registry=r,
+        )
 
     def observe_vapi(self, method: str, route: str, status: str, seconds: float) -> None:
         self.vapi_requests.labels(method, route, status).inc()

@@ -28,7 +28,7 @@ from controller.core.actions import (
 )
 from controller.core.desired import fingerprint
 from controller.core.drift import observed_hash
-from controller.core.outcome import ActionResult
+from controller.core.outcome import ActionResult, Reason
 from controller.reconcile.observe import ObservedState
 from controller.secret import redact
 from controller.vapi.client import Resource, VapiClient
@@ -36,6 +36,8 @@ from controller.vapi.errors import (
     NotFoundError,
     OutcomeUnknownError,
     RateLimitedError,
+    UnauthorizedError,
+    VapiClientError,
     VapiError,
     VapiServerError,
     VapiTimeoutError,
@@ -65,6 +67,7 @@ class Applier:
                 write=is_vapi_write(action),
                 error=redact(str(exc)),
                 transient=_transient(exc),
+                reason=_reason(exc),
             )
         return ActionResult(
             type(action).__name__, description, ok=True, write=is_vapi_write(action)
@@ -267,6 +270,16 @@ def _request_of(action: Action) -> tuple[str, str]:
 
 def _outcome(exc: VapiError) -> AuditOutcome:
     return "unknown" if isinstance(exc, OutcomeUnknownError) else "error"
+
+
+def _reason(exc: VapiError) -> Reason:
+    if isinstance(exc, UnauthorizedError):
+        return "vapi_key_rejected"
+    if isinstance(exc, RateLimitedError):
+        return "rate_limited"
+    if isinstance(exc, VapiClientError) and not isinstance(exc, NotFoundError):
+        return "vapi_rejected"
+    return "vapi_unavailable"
 
 
 def _transient(exc: VapiError) -> bool:

@@ -33,6 +33,8 @@ async def record_org_outcome(
         org_id=outcome.org_id,
         state=outcome.state,
         message=redact(outcome.message)[:MESSAGE_MAX],
+        reason=outcome.reason,
+        failed=outcome.failed,
     )
     if outcome.state == "synced" and desired is not None:
         await records.replace_org_tools(

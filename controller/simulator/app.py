@@ -64,7 +64,9 @@ async def _with_faults(
     response = await _gate(state, request, method, route)
     if response is None:
         fault = state.faults.take_scripted(method, route)
-        if fault is not None and fault.kind in ("429", "500", "503"):
+        if fault is not None and fault.kind == "400":
+            response = _bad_request(["injected: this request is rejected"])
+        elif fault is not None and fault.kind in ("429", "500", "503"):
             response = _error(int(fault.kind), "Injected fault")
         elif fault is None and state.faults.random_error():
             response = _error(503, "Service Unavailable")

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["429", "500", "503", "timeout", "drop"]
+FaultKind = Literal["400", "429", "500", "503", "timeout", "drop"]
 
 
 @dataclass

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import TEST_KEY
 from tests.e2e.daemon import DaemonProcess, Database, Simulator, seed, wait_until
 from tests.e2e.tcp_proxy import PostgresProxy
+from tests.receiver import Receiver
 
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 BASE = """
@@ -295,3 +296,43 @@ def test_drift_and_deletions_made_in_vapi_are_seen_by_the_cache_and_corrected(
     assert ("PATCH", edited) in new
     assert any(method == "POST" for method, _ in new)
     wait_until(lambda: converged(sim, db, 2), timeout=10, what="convergence again")
+
+
+def test_the_daemon_pages_once_across_a_restart_and_a_hanging_receiver_never_blocks_it(
+    daemons: Any, sim: Simulator, db: Database, database_url: str
+) -> None:
+    receiver = Receiver()
+    alerting = (
+        f"[alerting]\nunreconciled_after_seconds = 1\nevaluate_interval_seconds = 0.5\n"
+        f"delivery_timeout_seconds = 1\ndelivery_backoff_max_seconds = 1\n"
+        f'webhook_url = "{receiver.url}/hook"\n'
+    )
+    body = config() + alerting
+    try:
+        clinics = seed(database_url, 2)
+        sim.faults(scripted=[{"kind": "400", "method": "POST", "route": "/assistant", "count": 1}])
+        first = daemons("a", body)
+        wait_until(lambda: receiver.events() == ["firing"], timeout=20, what="one page")
+        assert first.terminate() == 0
+
+        receiver.mode = "hang"
+        second = daemons("b", body)
+        before = len(sim.writes())
+        db.execute(
+            "update agents set system_prompt = 'Still reconciling' where id = :id",
+            id=clinics[1].agent_ids[0],
+        )
+        wait_until(lambda: len(sim.writes()) > before, timeout=10, what="a write despite the hang")
+        receiver.mode = "up"
+
+        wait_until(lambda: converged(sim, db, 2), timeout=30, what="convergence")
+        wait_until(
+            lambda: receiver.events() == ["firing", "resolved"],
+            timeout=30,
+            what="exactly one resolution",
+        )
+        time.sleep(1.5)
+        assert receiver.events() == ["firing", "resolved"]
+        assert second.health("/metrics") == 200
+    finally:
+        receiver.close()

@@ -1,0 +1,176 @@
+"""Alerting on real Postgres and a real HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from controller.alerting.alerter import Alerter
+from controller.alerting.payloads import signature
+from controller.alerting.sinks import Sinks
+from controller.config import AlertingSettings
+from controller.reconcile.converge import Runtime
+from controller.reconcile.full_pass import reconcile_pass
+from controller.simulator import ScriptedFault, SimulatorState
+from desired_state.sample import seed_clinics
+from tests.conftest import TEST_KEY
+from tests.integration.helpers import status_of, with_controller
+from tests.receiver import Receiver
+
+SECRET = "webhook-secret-for-tests"
+THRESHOLD = 1
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    listening = Receiver()
+    yield listening
+    listening.close()
+
+
+def alerter(runtime: Runtime, receiver: Receiver, **changes: object) -> Alerter:
+    settings = AlertingSettings.model_validate(
+        {
+            "unreconciled_after_seconds": THRESHOLD,
+            "webhook_url": f"{receiver.url}/hook",
+            "delivery_backoff_max_seconds": 1,
+            **changes,
+        }
+    )
+    sinks = Sinks.from_settings(settings, {"ALERT_WEBHOOK_SECRET": SECRET})
+    return Alerter(runtime.engine, sinks, settings)
+
+
+async def round_of(*alerters: Alerter) -> None:
+    await asyncio.gather(*(a.evaluate() for a in alerters))
+    await asyncio.gather(*(a.deliver() for a in alerters))
+
+
+def reject_creates(sim: SimulatorState) -> None:
+    sim.faults.scripted = [ScriptedFault("400", "POST", "/assistant", count=10_000)]
+
+
+async def test_a_rejected_org_pages_once_after_the_threshold_and_resolves_once(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    reject_creates(sim)
+    await reconcile_pass(runtime)
+    status = await status_of(runtime, clinic.org_id)
+    assert (status["state"], status["reason"]) == ("failed", "vapi_rejected")
+    watcher = alerter(runtime, receiver)
+
+    await round_of(watcher)
+    assert receiver.events() == []
+    await asyncio.sleep(THRESHOLD + 0.1)
+    await round_of(watcher)
+    await round_of(watcher)
+
+    assert receiver.events() == ["firing"]
+    page = receiver.received[0].body
+    assert page["org_id"] == str(clinic.org_id)
+    assert page["reason"] == "vapi_rejected"
+    assert "injected" in page["last_error"]
+    assert page["since"]
+
+    sim.faults.scripted = []
+    await reconcile_pass(runtime)
+    await round_of(watcher)
+    await round_of(watcher)
+    assert receiver.events() == ["firing", "resolved"]
+
+
+async def test_a_restart_or_a_second_replica_never_pages_twice(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    reject_creates(sim)
+    await reconcile_pass(runtime)
+    await asyncio.sleep(THRESHOLD + 0.1)
+
+    await round_of(alerter(runtime, receiver), alerter(runtime, receiver))
+    restarted = alerter(runtime, receiver)
+    await round_of(restarted)
+    assert receiver.events() == ["firing"]
+
+    sim.faults.scripted = []
+    await reconcile_pass(runtime)
+    await round_of(restarted, alerter(runtime, receiver))
+    assert receiver.events() == ["firing", "resolved"]
+
+
+async def test_a_paused_org_does_not_page(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    reject_creates(sim)
+    await reconcile_pass(with_controller(runtime, paused_orgs=[clinic.org_id]))
+    await asyncio.sleep(THRESHOLD + 0.1)
+
+    await round_of(alerter(runtime, receiver))
+
+    assert (await status_of(runtime, clinic.org_id))["state"] == "paused"
+    assert receiver.events() == []
+
+
+async def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    reject_creates(sim)
+    await reconcile_pass(runtime)
+    await asyncio.sleep(THRESHOLD + 0.1)
+    watcher = alerter(runtime, receiver)
+    receiver.mode = "down"
+
+    await round_of(watcher)
+    assert watcher.sink_failures == 1
+    receiver.mode = "up"
+    await asyncio.sleep(1.1)
+    await round_of(watcher)
+
+    assert receiver.events() == ["firing"]
+
+
+async def test_the_webhook_signature_verifies_with_the_secret_and_not_another(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    reject_creates(sim)
+    await reconcile_pass(runtime)
+    await asyncio.sleep(THRESHOLD + 0.1)
+
+    await round_of(alerter(runtime, receiver))
+
+    (page,) = receiver.received
+    assert page.headers["X-Signature-256"] == signature(page.raw, SECRET)
+    assert page.headers["X-Signature-256"] != signature(page.raw, "another-secret")
+    assert TEST_KEY.encode() not in page.raw
+
+
+async def test_alertmanager_gets_starts_and_ends_at(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    reject_creates(sim)
+    await reconcile_pass(runtime)
+    await asyncio.sleep(THRESHOLD + 0.1)
+    watcher = alerter(runtime, receiver, webhook_url="", alertmanager_url=receiver.url)
+
+    await round_of(watcher)
+    sim.faults.scripted = []
+    await reconcile_pass(runtime)
+    await round_of(watcher)
+
+    firing, resolved = (r.body[0] for r in receiver.received if r.path == "/api/v2/alerts")
+    assert firing["labels"]["alertname"] == "VapiReconcilerOrgUnreconciled"
+    assert "endsAt" not in firing
+    assert resolved["endsAt"] >= resolved["startsAt"]
