@@ -92,7 +92,8 @@ async def set_controller_incident(
         row = await conn.execute(
             text("""
                 insert into reconciler.alerts (key, status, reason, message, since)
-                values (:key, 'firing', :reason, :message, coalesce(:since, now()))
+                values (:key, 'firing', :reason, :message,
+                        coalesce(cast(:since as timestamptz), now()))
                 on conflict (key) where status = 'firing' do nothing
                 returning id
             """),

@@ -88,10 +88,10 @@ class Daemon:
         scheduler = AsyncIOScheduler()
         listener: asyncio.Task[None] | None = None
         try:
+            self._schedule(scheduler)
+            scheduler.start()
             await self._start()
             if not self.stopping.is_set():
-                self._schedule(scheduler)
-                scheduler.start()
                 listener = asyncio.create_task(
                     listen(self.runtime.settings.database.url, self.wake)
                 )
@@ -307,10 +307,12 @@ class Daemon:
             )
 
     async def _poll_vapi(self) -> None:
-        await self._observe(self.cache.poll)
+        if self.cache.listed:
+            await self._observe(self.cache.poll)
 
     async def _relist_vapi(self) -> None:
-        await self._observe(self.cache.relist)
+        if self.cache.listed:
+            await self._observe(self.cache.relist)
 
     async def _observe(self, look: Callable[[], Awaitable[set[UUID]]]) -> None:
         try:

@@ -50,7 +50,14 @@ def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> float
 
 class DaemonProcess:
     def __init__(
-        self, *, database_url: str, simulator_url: str, workdir: Path, name: str, config: str
+        self,
+        *,
+        database_url: str,
+        simulator_url: str,
+        workdir: Path,
+        name: str,
+        config: str,
+        key: str = TEST_KEY,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -61,7 +68,7 @@ class DaemonProcess:
         env.update(
             DATABASE_URL=database_url,
             VAPI_BASE_URL=simulator_url,
-            VAPI_PRIVATE_KEY=TEST_KEY,
+            VAPI_PRIVATE_KEY=key,
             BACKEND_URL=BACKEND,
         )
         self.process = subprocess.Popen(

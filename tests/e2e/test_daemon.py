@@ -336,3 +336,34 @@ def test_the_daemon_pages_once_across_a_restart_and_a_hanging_receiver_never_blo
         assert second.health("/metrics") == 200
     finally:
         receiver.close()
+
+
+def test_a_rejected_key_raises_one_controller_wide_alert_that_never_shows_the_key(
+    database_url: str, simulator_url: str, tmp_path: Path
+) -> None:
+    receiver = Receiver()
+    body = config() + (
+        f"[alerting]\ncontroller_down_after_seconds = 1\n"
+        f'evaluate_interval_seconds = 0.5\nwebhook_url = "{receiver.url}/hook"\n'
+    )
+    daemon = DaemonProcess(
+        database_url=database_url,
+        simulator_url=simulator_url,
+        workdir=tmp_path,
+        name="a",
+        config=body,
+        key="sk-wrong-key-that-must-never-leak",
+    )
+    try:
+        wait_until(lambda: receiver.events() == ["firing"], timeout=20, what="the page")
+        time.sleep(1.5)
+        assert receiver.events() == ["firing"]
+        page = receiver.received[0]
+        assert page.body["key"] == "controller:vapi_key_rejected"
+        assert daemon.health("/readyz") == 503
+        assert daemon.terminate() == 0
+        logged = (tmp_path / "a.log").read_text()
+        assert "sk-wrong-key-that-must-never-leak" not in logged + page.raw.decode()
+    finally:
+        daemon.close()
+        receiver.close()
