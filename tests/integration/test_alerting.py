@@ -174,3 +174,24 @@ async def test_alertmanager_gets_starts_and_ends_at(
     assert firing["labels"]["alertname"] == "VapiReconcilerOrgUnreconciled"
     assert "endsAt" not in firing
     assert resolved["endsAt"] >= resolved["startsAt"]
+
+
+async def test_chat_goes_through_apprise(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    reject_creates(sim)
+    await reconcile_pass(runtime)
+    await asyncio.sleep(THRESHOLD + 0.1)
+    settings = AlertingSettings(unreconciled_after_seconds=THRESHOLD)
+    chat_url = receiver.url.replace("http://", "json://") + "/chat"
+    watcher = Alerter(
+        runtime.engine, Sinks.from_settings(settings, {"ALERT_CHAT_URLS": chat_url}), settings
+    )
+
+    await round_of(watcher)
+
+    (message,) = [r.body for r in receiver.received if r.path == "/chat"]
+    assert message["title"] == f"Unreconciled: organization {clinic.org_id} (vapi_rejected)"
+    assert "injected" in message["message"]
