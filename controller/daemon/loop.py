@@ -304,6 +304,7 @@ class Daemon:
                 jitter=jitter or None,
                 max_instances=1,
                 coalesce=True,
+                misfire_grace_time=None,  # a busy loop runs late jobs late, never skips them
             )
 
     async def _poll_vapi(self) -> None:

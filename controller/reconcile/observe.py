@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,8 @@ from controller.core.desired import DesiredOrg
 from controller.core.observed import ObservedAssistant, ObservedTool
 from controller.vapi.client import Resource, VapiClient
 from desired_state.queue import TOOLS_KEY
+
+WATERMARK_SKEW = timedelta(minutes=5)
 
 
 class ObservedState:
@@ -135,7 +137,9 @@ class ObservedCache:
             since = self._watermark.get(resource)
             if since is None:
                 continue
-            items = await self.client.list_all(resource, filters={"updatedAtGe": since})
+            items = await self.client.list_all(
+                resource, filters={"updatedAtGe": since}, short_page_ends=True
+            )
             touched |= self._absorb(resource, items)
         return touched
 
@@ -166,11 +170,16 @@ class ObservedCache:
         return touched
 
     def _advance(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> None:
+        """The newest ``updatedAt`` a listing returned. Never moved by the controller's own
+        writes: an edit older than them would be skipped. An empty account starts the
+        watermark at the local time less a margin for clock skew."""
         stamps = [str(i["updatedAt"]) for i in items if i.get("updatedAt")]
         if self._watermark.get(resource):
             stamps.append(self._watermark[resource])
-        if stamps:
-            self._watermark[resource] = max(stamps, key=_instant)
+        if not stamps:
+            start = datetime.now(UTC) - WATERMARK_SKEW
+            stamps.append(start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        self._watermark[resource] = max(stamps, key=_instant)
 
 
 def _difference(old: ObservedState, new: ObservedState) -> set[UUID]:

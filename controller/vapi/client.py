@@ -74,10 +74,17 @@ class VapiClient:
         await self._http.aclose()
 
     async def list_all(
-        self, resource: Resource, *, filters: Mapping[str, str] | None = None
+        self,
+        resource: Resource,
+        *,
+        filters: Mapping[str, str] | None = None,
+        short_page_ends: bool = False,
     ) -> Page:
         return await complete_listing(
-            lambda params: self._list_page(resource, params), limit=self.page_limit, filters=filters
+            lambda params: self._list_page(resource, params),
+            limit=self.page_limit,
+            filters=filters,
+            short_page_ends=short_page_ends,
         )
 
     async def get(self, resource: Resource, vapi_id: str) -> dict[str, Any]:

@@ -20,9 +20,17 @@ DOCUMENTED_PAGE_CAP = 100
 
 
 async def complete_listing(
-    fetch_page: FetchPage, *, limit: int, filters: Mapping[str, str] | None = None
+    fetch_page: FetchPage,
+    *,
+    limit: int,
+    filters: Mapping[str, str] | None = None,
+    short_page_ends: bool = False,
 ) -> Page:
-    """Every item matching ``filters``, newest first, each once."""
+    """Every item matching ``filters``, newest first, each once.
+
+    ``short_page_ends``: stop at a page holding fewer items than Vapi's documented cap. Not a
+    proof (the cap is not guaranteed), so only for looks whose gaps a later complete listing
+    fills, such as change polls; never to conclude that something does not exist."""
     seen: dict[str, dict[str, Any]] = {}
     params: dict[str, str | int] = {**(filters or {}), "limit": limit}
     ambiguous_at = min(limit, DOCUMENTED_PAGE_CAP)
@@ -40,6 +48,8 @@ async def complete_listing(
             return sorted(seen.values(), key=_created, reverse=True)
         for item in fresh:
             seen[str(item["id"])] = item
+        if short_page_ends and len(page) < ambiguous_at:
+            return sorted(seen.values(), key=_created, reverse=True)
         oldest = min(page, key=_created)
         params = {**(filters or {}), "limit": limit, "createdAtLe": str(oldest["createdAt"])}
 

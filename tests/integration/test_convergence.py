@@ -6,6 +6,7 @@ from sqlalchemy import update
 
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
+from controller.reconcile.observe import ObservedCache
 from controller.simulator import SimulatorState
 from desired_state.sample import seed_clinics
 from desired_state.tables import tool_definitions
@@ -176,3 +177,27 @@ async def test_a_tool_definition_change_patches_the_tool_in_place_and_keeps_ever
     for clinic in clinics:
         for agent_id in clinic.agent_ids:
             assert set(assistant_of_agent(sim, agent_id)["model"]["toolIds"]) == tool_ids_before
+
+
+async def test_the_cache_sees_drift_after_a_cold_start_from_an_empty_account(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    cache = ObservedCache(runtime.client)
+    await cache.relist()
+    created = sim.create("assistant", {"name": "Made elsewhere"})
+
+    touched = await cache.poll()
+
+    assert cache.state.assistant(created["id"]) is not None
+    assert touched == set()
+    sim.edit_behind_the_back(
+        "assistant",
+        created["id"],
+        {
+            "metadata": {
+                "managed_by": "vapi-reconciler",
+                "org_id": "7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d",
+            }
+        },
+    )
+    assert {str(org) for org in await cache.poll()} == {"7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d"}

@@ -67,3 +67,10 @@ async def test_a_listing_costs_about_one_call_per_page() -> None:
     server = CappedServer(items(1000), cap=100)
     await complete_listing(server, limit=1000)
     assert server.calls <= 12
+
+
+async def test_a_change_poll_may_stop_at_a_short_page() -> None:
+    server = CappedServer(items(30), cap=100)
+    listed = await complete_listing(server, limit=1000, short_page_ends=True)
+    assert len(listed) == 30
+    assert server.calls == 1
