@@ -161,10 +161,3 @@ async def finish_delivery(
             "next_attempt_at = now() + make_interval(secs => :retry) "
         )
     await conn.execute(text(sql + "where id = :id"), params)
-
-
-async def counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = await conn.execute(
-        text("select status, count(*) from reconciler.alerts group by status")
-    )
-    return {row[0]: int(row[1]) for row in rows}

@@ -152,9 +152,6 @@ class ObservedCache:
     def record_write(self, resource: Resource, body: Mapping[str, Any]) -> None:
         self.state.upsert(resource, body)
 
-    def record_delete(self, resource: Resource, vapi_id: str) -> None:
-        self.state.remove(resource, vapi_id)
-
     def _absorb(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> set[UUID]:
         touched: set[UUID] = set()
         for body in items:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BACKEND, TEST_KEY
+from tests.conftest import TEST_KEY
+from tests.e2e.daemon import controller_env
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,7 @@ def simulator_url() -> Iterator[str]:
 
 @pytest.fixture
 def cli(database_url: str, simulator_url: str, tmp_path: Path) -> Cli:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAPI_")}
-    env.update(
-        DATABASE_URL=database_url,
-        VAPI_BASE_URL=simulator_url,
-        VAPI_PRIVATE_KEY=TEST_KEY,
-        BACKEND_URL=BACKEND,
-    )
+    env = controller_env(database_url, simulator_url)
     (tmp_path / "config.toml").write_text("[vapi]\nrate_limit_per_second = 500\nburst = 50\n")
     return Cli(env, tmp_path)
 

@@ -32,6 +32,18 @@ def seed(database_url: str, count: int) -> list[SampleOrg]:
     return asyncio.run(run())
 
 
+def controller_env(database_url: str, simulator_url: str, key: str = TEST_KEY) -> dict[str, str]:
+    """The environment of a controller process in these tests (no stray VAPI_* variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAPI_")}
+    env.update(
+        DATABASE_URL=database_url,
+        VAPI_BASE_URL=simulator_url,
+        VAPI_PRIVATE_KEY=key,
+        BACKEND_URL=BACKEND,
+    )
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -64,13 +76,7 @@ class DaemonProcess:
         self.config = workdir / f"{name}.toml"
         self.write_config(config)
         self.log = (workdir / f"{name}.log").open("w")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VAPI_")}
-        env.update(
-            DATABASE_URL=database_url,
-            VAPI_BASE_URL=simulator_url,
-            VAPI_PRIVATE_KEY=key,
-            BACKEND_URL=BACKEND,
-        )
+        env = controller_env(database_url, simulator_url, key)
         self.process = subprocess.Popen(
             [
                 sys.executable,

@@ -14,7 +14,7 @@ from controller.config import AlertingSettings
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
 from controller.simulator import ScriptedFault, SimulatorState
-from desired_state.sample import seed_clinics
+from desired_state.sample import SampleOrg, seed_clinics
 from tests.conftest import TEST_KEY
 from tests.integration.helpers import status_of, with_controller
 from tests.receiver import Receiver
@@ -52,6 +52,16 @@ def reject_creates(sim: SimulatorState) -> None:
     sim.faults.scripted = [ScriptedFault("400", "POST", "/assistant", count=10_000)]
 
 
+async def failing_past_threshold(runtime: Runtime, sim: SimulatorState) -> SampleOrg:
+    """One organization whose assistants Vapi rejects, unreconciled past the threshold."""
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    reject_creates(sim)
+    await reconcile_pass(runtime)
+    await asyncio.sleep(THRESHOLD + 0.1)
+    return clinic
+
+
 async def test_a_rejected_org_pages_once_after_the_threshold_and_resolves_once(
     runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
@@ -86,11 +96,7 @@ async def test_a_rejected_org_pages_once_after_the_threshold_and_resolves_once(
 async def test_a_restart_or_a_second_replica_never_pages_twice(
     runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
-        await seed_clinics(conn, 1)
-    reject_creates(sim)
-    await reconcile_pass(runtime)
-    await asyncio.sleep(THRESHOLD + 0.1)
+    await failing_past_threshold(runtime, sim)
 
     await round_of(alerter(runtime, receiver), alerter(runtime, receiver))
     restarted = alerter(runtime, receiver)
@@ -121,11 +127,7 @@ async def test_a_paused_org_does_not_page(
 async def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(
     runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
-        await seed_clinics(conn, 1)
-    reject_creates(sim)
-    await reconcile_pass(runtime)
-    await asyncio.sleep(THRESHOLD + 0.1)
+    await failing_past_threshold(runtime, sim)
     watcher = alerter(runtime, receiver)
     receiver.mode = "down"
 
@@ -141,11 +143,7 @@ async def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(
 async def test_the_webhook_signature_verifies_with_the_secret_and_not_another(
     runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
-        await seed_clinics(conn, 1)
-    reject_creates(sim)
-    await reconcile_pass(runtime)
-    await asyncio.sleep(THRESHOLD + 0.1)
+    await failing_past_threshold(runtime, sim)
 
     await round_of(alerter(runtime, receiver))
 
@@ -158,11 +156,7 @@ async def test_the_webhook_signature_verifies_with_the_secret_and_not_another(
 async def test_alertmanager_gets_starts_and_ends_at(
     runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
-        await seed_clinics(conn, 1)
-    reject_creates(sim)
-    await reconcile_pass(runtime)
-    await asyncio.sleep(THRESHOLD + 0.1)
+    await failing_past_threshold(runtime, sim)
     watcher = alerter(runtime, receiver, webhook_url="", alertmanager_url=receiver.url)
 
     await round_of(watcher)
@@ -179,11 +173,7 @@ async def test_alertmanager_gets_starts_and_ends_at(
 async def test_chat_goes_through_apprise(
     runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
-        clinic = (await seed_clinics(conn, 1))[0]
-    reject_creates(sim)
-    await reconcile_pass(runtime)
-    await asyncio.sleep(THRESHOLD + 0.1)
+    clinic = await failing_past_threshold(runtime, sim)
     settings = AlertingSettings(unreconciled_after_seconds=THRESHOLD)
     chat_url = receiver.url.replace("http://", "json://") + "/chat"
     watcher = Alerter(
