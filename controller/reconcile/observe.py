@@ -155,13 +155,9 @@ class ObservedCache:
     def _absorb(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> set[UUID]:
         touched: set[UUID] = set()
         for body in items:
-            known = self.state.assistant(str(body["id"])) if resource == "assistant" else None
-            if known is not None and known.body.get("updatedAt") == body.get("updatedAt"):
-                continue
-            if resource == "tool":
-                current = next((t for t in self.state.tools if t.id == body["id"]), None)
-                if current is not None and current.body.get("updatedAt") == body.get("updatedAt"):
-                    continue
+            known = self.state.get(resource, str(body["id"]))
+            if known is not None and not _newer(body, known.body):
+                continue  # the cache already holds this version or a later write of ours
             touched |= self.state.upsert(resource, body)
         self._advance(resource, items)
         return touched
@@ -193,6 +189,11 @@ def _difference(old: ObservedState, new: ObservedState) -> set[UUID]:
     }:
         touched.add(TOOLS_KEY)
     return touched
+
+
+def _newer(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    new, old = body.get("updatedAt"), than.get("updatedAt")
+    return not (new and old) or _instant(str(new)) > _instant(str(old))
 
 
 def _instant(stamp: str) -> datetime:
