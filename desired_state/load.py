@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredState, DesiredTool
@@ -46,11 +46,14 @@ async def load_desired(
         )
         for row in await conn.execute(select(tool_definitions).order_by(tool_definitions.c.name))
     )
+    baseline_query = select(vapi_objects).where(vapi_objects.c.vapi_id.is_not(None))
+    if org_ids is not None:
+        baseline_query = baseline_query.where(
+            or_(vapi_objects.c.org_id.in_(ids), vapi_objects.c.kind == "tool")
+        )
     baselines = {
         row.vapi_id: Baseline(row.vapi_id, row.desired_hash, row.observed_hash)
-        for row in await conn.execute(
-            select(vapi_objects).where(vapi_objects.c.vapi_id.is_not(None))
-        )
+        for row in await conn.execute(baseline_query)
     }
     known = frozenset(row.org_id for row in await conn.execute(known_query))
     intent_query = select(vapi_objects.c.owner_key, vapi_objects.c.intent_at).where(
