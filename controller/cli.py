@@ -184,11 +184,17 @@ async def _read_status(settings: Settings) -> list[dict[str, Any]]:
 
 
 @main.command()
+@config_option
 @click.option("--orgs", default=24, show_default=True, help="How many clinics to seed.")
 @_fails_cleanly
-def demo(orgs: int) -> None:
-    """The whole loop on embedded defaults: no Postgres, no Vapi key needed."""
+def demo(config_path: Path, orgs: int) -> None:
+    """The whole loop on embedded defaults: no Postgres, no Vapi key needed.
+
+    Takes [defaults] and [controller] from the config file when there is one; the database
+    and Vapi are always the demo's own (an embedded Postgres, the simulator).
+    """
     from controller.demo import run_demo
 
+    settings = load_settings(config_path)
     configure_logging(level="WARNING", json=False)
-    run_demo(orgs=orgs, console=Console())
+    run_demo(orgs=orgs, console=Console(), base=settings)

@@ -33,21 +33,23 @@ from desired_state.tables import agents
 DEMO_KEY = "demo-simulator-key"
 
 
-def run_demo(*, orgs: int, console: Console) -> None:
+def run_demo(*, orgs: int, console: Console, base: Settings | None = None) -> None:
     with _database(console) as url:
         console.print("[bold]1.[/] migrating the schema (platform tables included)")
         migrate(url, with_platform_schema=True)
-        asyncio.run(_story(url, orgs, console))
+        asyncio.run(_story(url, orgs, console, base or Settings()))
     console.print("[bold green]demo finished[/]; everything it created is gone")
 
 
-async def _story(url: str, orgs: int, console: Console) -> None:
+async def _story(url: str, orgs: int, console: Console, base: Settings) -> None:
     state = SimulatorState(account_key=DEMO_KEY)
     settings = Settings.model_validate(
         {
             "database": {"url": url},
             "backend_url": "https://backend.demo.example",
             "vapi": {"base_url": "http://simulator", "rate_limit_per_second": 200, "burst": 20},
+            "defaults": base.defaults.model_dump(),
+            "controller": {**base.controller.model_dump(), "paused": False, "mode": "enforce"},
         }
     )
     async with open_runtime(
