@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from uuid import UUID
 
 from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,9 +31,8 @@ class Runtime:
     client: VapiClient
     settings: Settings
 
-    def writes_allowed(self, org_id: object) -> bool:
-        settings = self.settings
-        return settings.writes_enabled and org_id not in settings.controller.paused_orgs
+    def writes_allowed(self, org_id: UUID) -> bool:
+        return self.settings.writes_enabled and not self.settings.is_paused(org_id)
 
 
 def assistant_context(
