@@ -8,7 +8,7 @@ row's generation, so completion makes it due again: exactly one more pass. Backo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -67,36 +67,47 @@ async def claim(
     return [Claim(r.org_id, r.fencing_token, r.generation, r.attempts) for r in rows]
 
 
-async def complete(
-    conn: AsyncConnection,
-    claimed: Claim,
-    *,
-    due_in: float | None,
-    attempts: int,
-    error: str | None,
-) -> bool:
-    """Release the claim; due again in ``due_in`` seconds (None: not until a change), or at
-    once if the row changed while it was held. False if the lease was lost (fenced out)."""
-    done = await conn.execute(
+@dataclass(frozen=True)
+class Completion:
+    """A finished claim: due again in ``due_in`` seconds (None: not until a change)."""
+
+    claimed: Claim
+    due_in: float | None
+    attempts: int
+    error: str | None
+
+
+async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> set[UUID]:
+    """Release claims, one statement for any number; a row that changed while held is due
+    at once. Returns the organizations whose completion landed: the others lost their lease
+    (fenced out) and record nothing."""
+    if not completions:
+        return set()
+    rows = await conn.execute(
         text("""
-            update reconciler.work_items
+            update reconciler.work_items w
             set lease_owner = null, lease_expires_at = null,
-                due_at = case when generation > claimed_generation then now()
-                              when cast(:due_in as float8) is null then 'infinity'::timestamptz
-                              else now() + make_interval(secs => :due_in) end,
-                attempts = case when generation > claimed_generation then 0 else :attempts end,
-                last_error = :error, updated_at = now()
-            where org_id = :org_id and fencing_token = :token
+                due_at = case when w.generation > w.claimed_generation then now()
+                              when c.due_in is null then 'infinity'::timestamptz
+                              else now() + make_interval(secs => c.due_in) end,
+                attempts = case when w.generation > w.claimed_generation then 0
+                                else c.attempts end,
+                last_error = c.error, updated_at = now()
+            from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[]),
+                        cast(:due_in as float8[]), cast(:attempts as int[]),
+                        cast(:errors as text[])) as c(org_id, token, due_in, attempts, error)
+            where w.org_id = c.org_id and w.fencing_token = c.token
+            returning w.org_id
         """),
         {
-            "org_id": claimed.org_id,
-            "token": claimed.token,
-            "due_in": due_in,
-            "attempts": attempts,
-            "error": error,
+            "orgs": [c.claimed.org_id for c in completions],
+            "tokens": [c.claimed.token for c in completions],
+            "due_in": [c.due_in for c in completions],
+            "attempts": [c.attempts for c in completions],
+            "errors": [c.error for c in completions],
         },
     )
-    return done.rowcount == 1
+    return {row.org_id for row in rows}
 
 
 async def renew(
@@ -125,14 +136,16 @@ async def renew(
 
 async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
     """Give claims back without a result (shutdown): due at once for whoever comes next."""
-    for claimed in claims:
+    held = list(claims)
+    if held:
         await conn.execute(
             text("""
-                update reconciler.work_items
+                update reconciler.work_items w
                 set lease_owner = null, lease_expires_at = null, due_at = now()
-                where org_id = :org_id and fencing_token = :token
+                from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[])) as c(org_id, token)
+                where w.org_id = c.org_id and w.fencing_token = c.token
             """),
-            {"org_id": claimed.org_id, "token": claimed.token},
+            {"orgs": [c.org_id for c in held], "tokens": [c.token for c in held]},
         )
 
 

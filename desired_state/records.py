@@ -6,17 +6,17 @@ Every function runs in the caller's transaction and commits nothing itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import and_, delete, func, update
+from sqlalchemy import delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
-from desired_state.tables import agents, audit_log, org_status, org_tools, vapi_objects
+from desired_state.tables import agents, audit_log, vapi_objects
 
 Kind = Literal["assistant", "tool"]
 AuditOutcome = Literal["ok", "error", "unknown"]
@@ -82,86 +82,101 @@ class ToolLink:
 
 
 async def replace_org_tools(
-    conn: AsyncConnection, *, org_id: UUID, links: Mapping[str, ToolLink]
+    conn: AsyncConnection, links_by_org: Mapping[UUID, Mapping[str, ToolLink]]
 ) -> None:
-    """Make ``org_tools`` hold exactly ``links`` for the organization."""
-    if links:
-        rows = [
-            {
-                "org_id": org_id,
-                "tool_name": link.tool_name,
-                "vapi_tool_id": link.vapi_tool_id,
-                "definition_hash": link.definition_hash,
-            }
-            for link in links.values()
-        ]
-        statement = insert(org_tools).values(rows)
-        changed = and_(
-            org_tools.c.vapi_tool_id.is_distinct_from(statement.excluded.vapi_tool_id)
-            | org_tools.c.definition_hash.is_distinct_from(statement.excluded.definition_hash)
-        )
+    """Make ``org_tools`` hold exactly the given links for each organization named: two
+    statements for any number of organizations; rows already right are left untouched."""
+    if not links_by_org:
+        return
+    links = [(org_id, link) for org_id, found in links_by_org.items() for link in found.values()]
+    await conn.execute(
+        text("""
+            insert into public.org_tools as o
+              (org_id, tool_name, vapi_tool_id, definition_hash, created_at, updated_at)
+            select l.org_id, l.tool_name, l.vapi_tool_id, l.definition_hash, now(), now()
+            from unnest(cast(:orgs as uuid[]), cast(:names as text[]), cast(:ids as text[]),
+                        cast(:hashes as text[])) as l(org_id, tool_name, vapi_tool_id,
+                                                      definition_hash)
+            on conflict (org_id, tool_name) do update
+            set vapi_tool_id = excluded.vapi_tool_id,
+                definition_hash = excluded.definition_hash, updated_at = now()
+            where o.vapi_tool_id is distinct from excluded.vapi_tool_id
+               or o.definition_hash is distinct from excluded.definition_hash
+        """),
+        {
+            "orgs": [org_id for org_id, _ in links],
+            "names": [link.tool_name for _, link in links],
+            "ids": [link.vapi_tool_id for _, link in links],
+            "hashes": [link.definition_hash for _, link in links],
+        },
+    )
+    await conn.execute(
+        text("""
+            delete from public.org_tools o
+            where o.org_id = any(cast(:all_orgs as uuid[]))
+              and (o.org_id, o.tool_name) not in (
+                select * from unnest(cast(:orgs as uuid[]), cast(:names as text[])))
+        """),
+        {
+            "all_orgs": list(links_by_org),
+            "orgs": [org_id for org_id, _ in links],
+            "names": [link.tool_name for _, link in links],
+        },
+    )
+
+
+async def forget_statuses(conn: AsyncConnection, org_ids: Collection[UUID]) -> None:
+    if org_ids:
         await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["org_id", "tool_name"],
-                set_={
-                    "vapi_tool_id": statement.excluded.vapi_tool_id,
-                    "definition_hash": statement.excluded.definition_hash,
-                    "updated_at": func.now(),
-                },
-                where=changed,
-            )
+            text("delete from reconciler.org_status where org_id = any(cast(:ids as uuid[]))"),
+            {"ids": list(org_ids)},
         )
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    org_id: UUID
+    state: State
+    message: str
+    reason: str | None = None
+    failed: bool = False
+
+
+async def write_statuses(conn: AsyncConnection, rows: Sequence[StatusRow]) -> None:
+    """Upsert status rows in one statement. ``unreconciled_since`` keeps its first value
+    until the organization is synced or paused; ``consecutive_failures`` counts failed
+    attempts; ``last_synced_at`` moves only on a sync."""
+    latest = {row.org_id: row for row in rows}  # one upsert may touch a row only once
+    if not latest:
+        return
     await conn.execute(
-        delete(org_tools).where(
-            org_tools.c.org_id == org_id, org_tools.c.tool_name.not_in(list(links))
-        )
-    )
-
-
-async def forget_status(conn: AsyncConnection, *, org_id: UUID) -> None:
-    await conn.execute(delete(org_status).where(org_status.c.org_id == org_id))
-
-
-async def write_status(
-    conn: AsyncConnection,
-    *,
-    org_id: UUID,
-    state: State,
-    message: str,
-    reason: str | None = None,
-    failed: bool = False,
-) -> None:
-    """Upsert the organization's status. ``unreconciled_since`` keeps its first value until
-    the organization is synced or paused; ``consecutive_failures`` counts failed attempts."""
-    in_sync = state in ("synced", "paused")
-    values: dict[str, Any] = {
-        "state": state,
-        "message": message,
-        "reason": reason,
-        "updated_at": func.now(),
-    }
-    statement = insert(org_status).values(
-        org_id=org_id,
-        last_synced_at=func.now() if state == "synced" else None,
-        unreconciled_since=None if in_sync else func.now(),
-        consecutive_failures=1 if failed else 0,
-        **values,
-    )
-    excluded = statement.excluded
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["org_id"],
-            set_={
-                **values,
-                "last_synced_at": func.coalesce(
-                    excluded.last_synced_at, org_status.c.last_synced_at
-                ),
-                "unreconciled_since": None
-                if in_sync
-                else func.coalesce(org_status.c.unreconciled_since, func.now()),
-                "consecutive_failures": org_status.c.consecutive_failures + 1 if failed else 0,
-            },
-        )
+        text("""
+            insert into reconciler.org_status as s
+              (org_id, state, message, reason, updated_at, last_synced_at,
+               unreconciled_since, consecutive_failures)
+            select r.org_id, r.state, r.message, r.reason, now(),
+                   case when r.state = 'synced' then now() end,
+                   case when r.state in ('synced', 'paused') then null else now() end,
+                   case when r.failed then 1 else 0 end
+            from unnest(cast(:orgs as uuid[]), cast(:states as text[]),
+                        cast(:messages as text[]), cast(:reasons as text[]),
+                        cast(:failed as boolean[])) as r(org_id, state, message, reason, failed)
+            on conflict (org_id) do update
+            set state = excluded.state, message = excluded.message, reason = excluded.reason,
+                updated_at = now(),
+                last_synced_at = coalesce(excluded.last_synced_at, s.last_synced_at),
+                unreconciled_since = case when excluded.state in ('synced', 'paused') then null
+                                          else coalesce(s.unreconciled_since, now()) end,
+                consecutive_failures = case when excluded.consecutive_failures = 1
+                                            then s.consecutive_failures + 1 else 0 end
+        """),
+        {
+            "orgs": list(latest),
+            "states": [row.state for row in latest.values()],
+            "messages": [row.message for row in latest.values()],
+            "reasons": [row.reason for row in latest.values()],
+            "failed": [row.failed for row in latest.values()],
+        },
     )
 
 

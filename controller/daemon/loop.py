@@ -31,18 +31,22 @@ from controller.daemon.http import health_app, health_server
 from controller.daemon.listener import listen
 from controller.daemon.metrics import Metrics
 from controller.daemon.reload import ConfigWatcher
+from controller.daemon.settle import Finished, Settler
 from controller.daemon.work import Worker
 from controller.reconcile.converge import Runtime
 from controller.reconcile.observe import ObservedCache
-from controller.reconcile.status import record_org_outcome
+from controller.reconcile.status import Recorded
 from controller.secret import redact
 from controller.vapi.errors import RateLimitedError, UnauthorizedError, VapiError
 from desired_state import queue
 from desired_state.load import load_desired, load_state_counts
-from desired_state.queue import TOOLS_KEY, Claim
+from desired_state.queue import TOOLS_KEY, Claim, Completion
 
 STALL_SECONDS = 30.0
 DOWN_RETRY_SECONDS = 2.0
+CLAIM_BATCH = 256
+"""Rows claimed at once. Most visits find nothing to do and finish without a Vapi call; only
+``concurrency`` organizations at a time do Vapi work, the rest wait their turn in-process."""
 
 
 class Daemon:
@@ -59,6 +63,8 @@ class Daemon:
         self.replica_id = replica_id or f"replica-{uuid.uuid4().hex[:8]}"
         self.cache = ObservedCache(runtime.client)
         self.worker = Worker(runtime, self.cache)
+        self.settler = Settler(runtime.engine)
+        self.slots = asyncio.Semaphore(runtime.settings.controller.concurrency)
         self.watcher = ConfigWatcher(config_path, runtime.settings) if config_path else None
         self.alerter = Alerter(
             runtime.engine,
@@ -166,21 +172,27 @@ class Daemon:
         while not self.stopping.is_set():
             self._beat = time.monotonic()
             self.wake.clear()
-            free = self.runtime.settings.controller.concurrency - len(self.inflight)
-            claims: list[Claim] = []
-            if free > 0:
+            limit = self._claim_limit()
+            if limit:
                 try:
                     await self._converge_tools_first()
-                    claims = await self._claim(free)
+                    claims = await self._claim(limit)
                 except (DBAPIError, OSError) as exc:
                     self._note_failure(exc)
                     await self._pause(DOWN_RETRY_SECONDS)
                     continue
-            if claims and len(claims) == free:
-                continue
+                if len(claims) == limit:
+                    continue
             settings = self.runtime.settings
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), settings.controller.idle_poll_seconds)
+
+    def _claim_limit(self) -> int:
+        """Claim again once a slot is free: a batch, less what is already held."""
+        concurrency = self.runtime.settings.controller.concurrency
+        if len(self.inflight) >= concurrency:
+            return 0
+        return max(CLAIM_BATCH, concurrency) - len(self.inflight)
 
     async def _converge_tools_first(self) -> None:
         """The account's tools, when due, run alone and before any organization: assistants
@@ -221,10 +233,11 @@ class Daemon:
         outcome: OrgOutcome | None = None
         relink = False
         try:
-            if claimed.org_id == TOOLS_KEY:
-                outcome, relink = await self.worker.reconcile_tools(reconcile_id)
-            else:
-                outcome = await self.worker.reconcile_org(claimed.org_id, desired, reconcile_id)
+            async with self.slots:
+                if claimed.org_id == TOOLS_KEY:
+                    outcome, relink = await self.worker.reconcile_tools(reconcile_id)
+                else:
+                    outcome = await self.worker.reconcile_org(claimed.org_id, desired, reconcile_id)
             visit = next_visit(
                 outcome.retry,
                 attempts=claimed.attempts,
@@ -240,7 +253,16 @@ class Daemon:
             )
             error = redact(f"{type(exc).__name__}: {exc}")[:2000]
         try:
-            await self._complete(claimed, outcome, visit.due_in, visit.attempts, error, desired)
+            recorded = None
+            if outcome is not None and claimed.org_id != TOOLS_KEY:
+                org = desired.orgs.get(claimed.org_id)
+                recorded = Recorded.judged(outcome, org, desired.tools, desired.tool_ids)
+            completion = Completion(claimed, visit.due_in, visit.attempts, error)
+            if not await self.settler.settle(Finished(completion, recorded)):
+                self.metrics.leases_lost.inc()
+                logger.bind(org_id=str(claimed.org_id)).warning(
+                    "lease lost to another replica: this outcome is not recorded"
+                )
             if relink:
                 await self._mark_due(None)
         except (DBAPIError, OSError) as exc:
@@ -252,34 +274,6 @@ class Daemon:
             self.metrics.reconcile_seconds.observe(time.monotonic() - started)
             if outcome is not None:
                 self.metrics.writes.inc(outcome.writes)
-
-    async def _complete(
-        self,
-        claimed: Claim,
-        outcome: OrgOutcome | None,
-        due_in: float | None,
-        attempts: int,
-        error: str | None,
-        desired: DesiredState,
-    ) -> None:
-        async with self.runtime.engine.begin() as conn:
-            kept = await queue.complete(
-                conn, claimed, due_in=due_in, attempts=attempts, error=error
-            )
-            if not kept:
-                self.metrics.leases_lost.inc()
-                logger.bind(org_id=str(claimed.org_id)).warning(
-                    "lease lost to another replica: this outcome is not recorded"
-                )
-                return
-            if outcome is not None and claimed.org_id != TOOLS_KEY:
-                await record_org_outcome(
-                    conn,
-                    outcome,
-                    desired=desired.orgs.get(claimed.org_id),
-                    tools=desired.tools,
-                    tool_ids=desired.tool_ids,
-                )
 
     # -- periodic jobs -------------------------------------------------------------------
     def _schedule(self, scheduler: AsyncIOScheduler) -> None:
@@ -403,6 +397,8 @@ class Daemon:
             return
         before = self.runtime.settings
         self.runtime.settings = fresh
+        if fresh.controller.concurrency != before.controller.concurrency:
+            self.slots = asyncio.Semaphore(fresh.controller.concurrency)  # for work claimed next
         self.alerter.settings = fresh.alerting
         self.alerter.sinks = Sinks.from_settings(fresh.alerting)
         logger.info(

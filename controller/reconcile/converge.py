@@ -93,7 +93,9 @@ async def converge_org(
         observe_only=settings.controller.mode == "observe",
         prune_blocked=prune_blocked,
     )
-    logger.bind(org_id=str(plan.org_id), reconcile_id=applier.reconcile_id).info(
+    quiet = outcome.state == "synced" and not outcome.writes  # a resync finding nothing
+    logger.bind(org_id=str(plan.org_id), reconcile_id=applier.reconcile_id).log(
+        "DEBUG" if quiet else "INFO",
         "reconciled: {state}, {writes} writes{message}",
         state=outcome.state,
         writes=outcome.writes,

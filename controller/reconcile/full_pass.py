@@ -28,7 +28,7 @@ from controller.core.plan import PruneDecision, guard_prune, plan_org, plan_tool
 from controller.reconcile.apply import Applier
 from controller.reconcile.converge import Runtime, assistant_context, converge_org
 from controller.reconcile.observe import ObservedState, observe, org_ids_to_visit
-from controller.reconcile.status import record_org_outcome
+from controller.reconcile.status import Recorded, record_outcomes
 from desired_state.load import load_desired, load_tool_ids
 
 PENDING_TOOL_ID = "(new:{name})"
@@ -90,14 +90,11 @@ async def reconcile_pass(
                 desired=org_plan.org_id in desired.orgs,
                 prune_blocked=outcome.prune_blocked,
             )
+            judged = Recorded.judged(
+                result, desired.orgs.get(org_plan.org_id), desired.tools, tool_ids
+            )
             async with runtime.engine.begin() as conn:
-                await record_org_outcome(
-                    conn,
-                    result,
-                    desired=desired.orgs.get(org_plan.org_id),
-                    tools=desired.tools,
-                    tool_ids=tool_ids,
-                )
+                await record_outcomes(conn, [judged])
             return result
 
     outcome.orgs = list(await asyncio.gather(*(visit(p) for p in plan.orgs.values())))

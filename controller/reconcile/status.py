@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,31 +17,53 @@ from desired_state.records import ToolLink
 MESSAGE_MAX = 4000
 
 
-async def record_org_outcome(
-    conn: AsyncConnection,
-    outcome: OrgOutcome,
-    *,
-    desired: DesiredOrg | None,
-    tools: Sequence[DesiredTool],
-    tool_ids: Mapping[str, str],
-) -> None:
-    """Status row and ``org_tools``, in the caller's transaction."""
-    if not outcome.desired and outcome.converged and outcome.orphans == 0:
-        await records.forget_status(conn, org_id=outcome.org_id)
-        await records.replace_org_tools(conn, org_id=outcome.org_id, links={})
-        return
-    await records.write_status(
+@dataclass(frozen=True)
+class Recorded:
+    """An organization's outcome and the ``org_tools`` it should hold (None: leave them)."""
+
+    outcome: OrgOutcome
+    links: Mapping[str, ToolLink] | None
+
+    @classmethod
+    def judged(
+        cls,
+        outcome: OrgOutcome,
+        desired: DesiredOrg | None,
+        tools: Sequence[DesiredTool],
+        tool_ids: Mapping[str, str],
+    ) -> Recorded:
+        if outcome.state == "synced" and desired is not None:
+            return cls(outcome, linked_tools(desired, tools, tool_ids))
+        return cls(outcome, None)
+
+    @property
+    def forgotten(self) -> bool:
+        """Nothing desired, nothing left in Vapi: the organization has no status at all."""
+        return not self.outcome.desired and self.outcome.converged and self.outcome.orphans == 0
+
+
+async def record_outcomes(conn: AsyncConnection, recorded: Sequence[Recorded]) -> None:
+    """Status rows and ``org_tools`` of many organizations, in the caller's transaction, in a
+    handful of statements whatever their number."""
+    gone = [r.outcome.org_id for r in recorded if r.forgotten]
+    kept = [r for r in recorded if not r.forgotten]
+    await records.forget_statuses(conn, gone)
+    await records.write_statuses(
         conn,
-        org_id=outcome.org_id,
-        state=outcome.state,
-        message=redact(outcome.message)[:MESSAGE_MAX],
-        reason=outcome.reason,
-        failed=outcome.failed,
+        [
+            records.StatusRow(
+                org_id=r.outcome.org_id,
+                state=r.outcome.state,
+                message=redact(r.outcome.message)[:MESSAGE_MAX],
+                reason=r.outcome.reason,
+                failed=r.outcome.failed,
+            )
+            for r in kept
+        ],
     )
-    if outcome.state == "synced" and desired is not None:
-        await records.replace_org_tools(
-            conn, org_id=outcome.org_id, links=linked_tools(desired, tools, tool_ids)
-        )
+    links: dict[UUID, Mapping[str, ToolLink]] = {org_id: {} for org_id in gone}
+    links.update({r.outcome.org_id: r.links for r in kept if r.links is not None})
+    await records.replace_org_tools(conn, links)
 
 
 def linked_tools(

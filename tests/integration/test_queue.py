@@ -8,9 +8,13 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.core.outcome import OrgOutcome
+from controller.daemon.settle import Finished, Settler
 from controller.reconcile.converge import Runtime
+from controller.reconcile.status import Recorded
 from desired_state import queue
-from desired_state.queue import TOOLS_KEY, Claim
+from desired_state.load import load_status
+from desired_state.queue import TOOLS_KEY, Claim, Completion
 from desired_state.sample import seed_clinics
 from tests.integration.helpers import update_agent
 
@@ -24,7 +28,8 @@ async def claim(
 
 async def complete(engine: AsyncEngine, claimed: Claim, due_in: float | None = 300) -> bool:
     async with engine.begin() as conn:
-        return await queue.complete(conn, claimed, due_in=due_in, attempts=0, error=None)
+        kept = await queue.complete(conn, [Completion(claimed, due_in, 0, None)])
+    return claimed.org_id in kept
 
 
 async def settle_tools(engine: AsyncEngine) -> None:
@@ -131,3 +136,27 @@ async def test_live_replicas_are_counted_to_divide_the_rate_budget(runtime: Runt
         assert await queue.heartbeat(conn, replica_id="b", live_within=30) == 2
         await queue.leave(conn, replica_id="b")
         assert await queue.heartbeat(conn, replica_id="a", live_within=30) == 1
+
+
+async def test_a_group_commit_records_only_the_claims_still_held(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 3)
+    await settle_tools(runtime.engine)
+    held = await claim(runtime.engine, "a", lease=0.2)
+    await asyncio.sleep(0.3)
+    (taken_over,) = await claim(runtime.engine, "b", limit=1)
+    settler = Settler(runtime.engine)
+
+    def finished(claimed: Claim) -> Finished:
+        outcome = OrgOutcome(claimed.org_id, "failed", "boom", reason="vapi_rejected")
+        return Finished(Completion(claimed, 5, 1, "boom"), Recorded(outcome, None))
+
+    kept = await asyncio.gather(*(settler.settle(finished(c)) for c in held))
+
+    assert dict(zip([c.org_id for c in held], kept, strict=True)) == {
+        c.org_id: c.org_id != taken_over.org_id for c in held
+    }
+    async with runtime.engine.connect() as conn:
+        statuses = {row["org_id"]: row for row in await load_status(conn)}
+    assert set(statuses) == {c.org_id for c in held} - {taken_over.org_id}
+    assert {(s["state"], s["consecutive_failures"]) for s in statuses.values()} == {("failed", 1)}

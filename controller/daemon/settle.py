@@ -1,0 +1,70 @@
+"""Group commit of finished claims: the fenced completion of each work row and, for those
+still ours, the organization's status and ``org_tools``, in one transaction per group.
+
+Whoever finishes while a commit is running waits for the next one, which carries everybody
+then waiting. A resync of thousands of organizations costs a few hundred transactions
+instead of one per organization, and a lone change is committed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from controller.reconcile.status import Recorded, record_outcomes
+from desired_state import queue
+from desired_state.queue import Completion
+
+
+@dataclass(frozen=True)
+class Finished:
+    completion: Completion
+    recorded: Recorded | None
+    """None when there is nothing to record (the tools row, or a failure with no outcome)."""
+
+
+class Settler:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._waiting: list[tuple[Finished, asyncio.Future[bool]]] = []
+        self._lock = asyncio.Lock()
+
+    async def settle(self, finished: Finished) -> bool:
+        """Commit ``finished`` with whatever else is waiting; False if the lease was lost
+        (the outcome is then not recorded: another replica owns the row)."""
+        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((finished, mine))
+        async with self._lock:
+            if not mine.done():
+                await self._commit_waiting()
+        return await mine
+
+    async def _commit_waiting(self) -> None:
+        group, self._waiting = self._waiting, []
+        try:
+            kept = await self._commit([f for f, _ in group])
+        except asyncio.CancelledError:
+            self._waiting[:0] = group  # the next one in line commits the group
+            raise
+        except Exception as exc:  # every waiter sees the failure (Postgres down, say)
+            for _, future in group:
+                future.set_exception(exc)
+            return
+        for finished, future in group:
+            future.set_result(finished.completion.claimed.org_id in kept)
+
+    async def _commit(self, group: list[Finished]) -> set[UUID]:
+        async with self.engine.begin() as conn:
+            kept = await queue.complete(conn, [f.completion for f in group])
+            await record_outcomes(
+                conn,
+                [
+                    f.recorded
+                    for f in group
+                    if f.recorded is not None and f.completion.claimed.org_id in kept
+                ],
+            )
+        return kept
