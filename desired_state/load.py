@@ -10,8 +10,22 @@ from uuid import UUID
 from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredState, DesiredTool
-from desired_state.tables import agents, org_status, organizations, tool_definitions, vapi_objects
+from controller.core.desired import (
+    Baseline,
+    DesiredAgent,
+    DesiredOrg,
+    DesiredState,
+    DesiredTool,
+    ToolRow,
+)
+from desired_state.tables import (
+    agents,
+    org_status,
+    org_tools,
+    organizations,
+    tool_definitions,
+    vapi_objects,
+)
 
 
 async def load_desired(
@@ -74,6 +88,19 @@ async def load_desired(
         .having(func.count(distinct(agents.c.org_id)) > 1)
     )
     shared = frozenset(row.vapi_assistant_id for row in await conn.execute(shared_query))
+    links_query = select(
+        org_tools.c.org_id,
+        org_tools.c.tool_name,
+        org_tools.c.vapi_tool_id,
+        org_tools.c.definition_hash,
+    )
+    if org_ids is not None:
+        links_query = links_query.where(org_tools.c.org_id.in_(ids))
+    links: dict[UUID, set[ToolRow]] = {}
+    for link in await conn.execute(links_query):
+        links.setdefault(link.org_id, set()).add(
+            (link.tool_name, link.vapi_tool_id, link.definition_hash)
+        )
     return DesiredState(
         orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
         tools=tools,
@@ -82,6 +109,7 @@ async def load_desired(
         known_org_ids=known,
         intents=intents,
         shared_assistant_ids=shared,
+        org_tools={org_id: frozenset(rows) for org_id, rows in links.items()},
     )
 
 

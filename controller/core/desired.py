@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -45,7 +46,7 @@ class DesiredTool:
     roles: tuple[str, ...] = ("inbound", "outbound")
     enabled: bool = True
 
-    @property
+    @cached_property
     def definition_hash(self) -> str:
         return fingerprint(
             {
@@ -56,6 +57,10 @@ class DesiredTool:
                 "async": self.is_async,
             }
         )
+
+
+ToolRow = tuple[str, str, str | None]
+"""An ``org_tools`` row: tool name, Vapi tool id, definition hash."""
 
 
 @dataclass(frozen=True)
@@ -88,5 +93,7 @@ class DesiredState:
     intents: Mapping[UUID, datetime] = field(default_factory=dict)
     """Agent id -> when a create was attempted whose outcome is not known yet."""
     shared_assistant_ids: frozenset[str] = frozenset()
+    org_tools: Mapping[UUID, frozenset[ToolRow]] = field(default_factory=dict)
+    """What ``org_tools`` holds now for the organizations in this snapshot."""
     """Assistant ids that agents of more than one active organization name (from all rows,
     not only the organizations in this snapshot)."""

@@ -38,21 +38,25 @@ def project(desired: Any, observed: Any, path: str = "") -> Any:
 
 
 def diff(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[FieldChange]:
-    """Field-level changes needed to turn ``observed`` into ``desired`` (managed fields only)."""
+    """Field-level changes needed to turn ``observed`` into ``desired`` (managed fields only).
+    ``before`` is the observed value cut down to the shape of the desired one."""
     changes: list[FieldChange] = []
-    _walk(desired, project(desired, observed), "", changes)
+    _walk(desired, observed, "", changes)
     return changes
 
 
 def _walk(desired: Any, observed: Any, path: str, out: list[FieldChange]) -> None:
-    if isinstance(desired, Mapping) and isinstance(observed, Mapping):
+    if isinstance(desired, Mapping):
+        source = observed if isinstance(observed, Mapping) else {}
         for key, value in desired.items():
-            _walk(value, observed.get(key), _join(path, key), out)
+            _walk(value, source.get(key), _join(path, key), out)
         return
     if path in SET_LIKE_PATHS and isinstance(desired, list):
         if sorted(map(str, desired)) != sorted(map(str, observed or [])):
-            out.append(FieldChange(path, observed, desired))
+            out.append(FieldChange(path, project(desired, observed, path), desired))
         return
+    if isinstance(desired, list):
+        observed = project(desired, observed, path)
     if not _equal(desired, observed):
         out.append(FieldChange(path, observed, desired))
 

@@ -255,8 +255,7 @@ class Daemon:
         try:
             recorded = None
             if outcome is not None and claimed.org_id != TOOLS_KEY:
-                org = desired.orgs.get(claimed.org_id)
-                recorded = Recorded.judged(outcome, org, desired.tools, desired.tool_ids)
+                recorded = Recorded.judged(outcome, desired)
             completion = Completion(claimed, visit.due_in, visit.attempts, error)
             if not await self.settler.settle(Finished(completion, recorded)):
                 self.metrics.leases_lost.inc()

@@ -90,9 +90,7 @@ async def reconcile_pass(
                 desired=org_plan.org_id in desired.orgs,
                 prune_blocked=outcome.prune_blocked,
             )
-            judged = Recorded.judged(
-                result, desired.orgs.get(org_plan.org_id), desired.tools, tool_ids
-            )
+            judged = Recorded.judged(result, desired, tool_ids)
             async with runtime.engine.begin() as conn:
                 await record_outcomes(conn, [judged])
             return result

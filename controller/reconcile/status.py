@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.core.desired import DesiredOrg, DesiredTool
+from controller.core.desired import DesiredOrg, DesiredState, DesiredTool
 from controller.core.outcome import OrgOutcome
 from controller.secret import redact
 from desired_state import records
@@ -28,13 +28,21 @@ class Recorded:
     def judged(
         cls,
         outcome: OrgOutcome,
-        desired: DesiredOrg | None,
-        tools: Sequence[DesiredTool],
-        tool_ids: Mapping[str, str],
+        desired: DesiredState,
+        tool_ids: Mapping[str, str] | None = None,
     ) -> Recorded:
-        if outcome.state == "synced" and desired is not None:
-            return cls(outcome, linked_tools(desired, tools, tool_ids))
-        return cls(outcome, None)
+        """``org_tools`` are rewritten only for a synced organization, and only when they
+        differ from what the snapshot read (``tool_ids``: newer than the snapshot's)."""
+        org = desired.orgs.get(outcome.org_id)
+        if outcome.state != "synced" or org is None:
+            return cls(outcome, None)
+        links = linked_tools(org, desired.tools, desired.tool_ids if tool_ids is None else tool_ids)
+        rows = {
+            (link.tool_name, link.vapi_tool_id, link.definition_hash) for link in links.values()
+        }
+        if rows == desired.org_tools.get(outcome.org_id, frozenset()):
+            return cls(outcome, None)
+        return cls(outcome, links)
 
     @property
     def forgotten(self) -> bool:
