@@ -41,6 +41,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TOOLS = 6
 PAGE_CAP = 100
 WRITES = ("POST", "PATCH", "DELETE")
+POLL_SECONDS = 10.0
 
 
 @dataclass
@@ -68,6 +69,32 @@ class Bench:
             return int(
                 conn.execute(
                     text("select count(*) from reconciler.org_status where state = 'synced'")
+                ).scalar_one()
+            )
+
+    def edit(self, count: int) -> list[str]:
+        """Dashboard edits of ``count`` assistants picked at random; their ids."""
+        answer = httpx.post(
+            f"{self.sim}/_sim/edits",
+            json={
+                "resource": "assistant",
+                "count": count,
+                "changes": {"firstMessage": "Edited in the dashboard"},
+            },
+            timeout=60,
+        )
+        answer.raise_for_status()
+        return list(answer.json())
+
+    def connections(self) -> int:
+        """Open connections to the benchmark's database (the daemon's pool and listener)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text(
+                        "select count(*) from pg_stat_activity "
+                        "where datname = current_database() and pid <> pg_backend_pid()"
+                    )
                 ).scalar_one()
             )
 
@@ -163,11 +190,7 @@ def daemon(
     name: str = "bench",
 ) -> Iterator[subprocess.Popen[str]]:
     config = b.workdir / f"{name}.toml"
-    config.write_text(
-        f"[vapi]\nrate_limit_per_second = {rate}\nburst = {burst}\npoll_interval_seconds = 10\n"
-        f"[controller]\nconcurrency = {concurrency}\nresync_interval_seconds = {resync}\n"
-        f'resync_jitter = 0.0\n[server]\nlisten = "127.0.0.1:0"\n'
-    )
+    write_config(config, rate=rate, burst=burst, concurrency=concurrency, resync=resync)
     env = {
         **os.environ,
         "DATABASE_URL": b.url,
@@ -201,16 +224,40 @@ def daemon(
         log.close()
 
 
+def write_config(
+    path: Path, *, rate: float, burst: int, concurrency: int, resync: float = 3600
+) -> None:
+    """The daemon's config.toml; rewriting it is picked up by its hot reload."""
+    path.write_text(
+        f"[vapi]\nrate_limit_per_second = {rate}\nburst = {burst}\n"
+        f"poll_interval_seconds = {POLL_SECONDS}\n"
+        f"[controller]\nconcurrency = {concurrency}\nresync_interval_seconds = {resync}\n"
+        f'resync_jitter = 0.0\n[server]\nlisten = "127.0.0.1:0"\n'
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float:
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
@@ -264,26 +311,42 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def steady_state(args: argparse.Namespace) -> dict[str, Any]:
-    """Converge fast (no limits), then measure one full resync pass at the given rate."""
+@contextmanager
+def converged(
+    b: Bench, args: argparse.Namespace, *, resync: float = 3600
+) -> Iterator[tuple[subprocess.Popen[str], float]]:
+    """A daemon that converged the seeded account without limits, then runs at the
+    scenario's rate and latency (simulator and, through hot reload, the daemon)."""
     minimum = TOOLS + 2 * args.orgs
+    with daemon(b, rate=5000, burst=200, concurrency=32, resync=resync) as d:
+        setup = wait_for(
+            lambda: b.synced() == args.orgs and writes_in(b.requests()) >= minimum,
+            args.timeout,
+            "setup convergence",
+        )
+        b.faults(latency_seconds=args.latency, rate_limit_per_second=args.rate)
+        write_config(
+            b.workdir / "bench.toml",
+            rate=args.rate,
+            burst=args.burst,
+            concurrency=args.concurrency,
+            resync=resync,
+        )
+        time.sleep(3.0)  # reloaded within a second; let a poll or two go by
+        yield d, setup
+
+
+def steady_state(args: argparse.Namespace) -> dict[str, Any]:
+    """One full resync pass over a converged account, every organization due at once."""
     with bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b:
-        with daemon(b, rate=5000, burst=200, concurrency=32) as d:
-            setup = wait_for(
-                lambda: b.synced() == args.orgs and writes_in(b.requests()) >= minimum,
-                args.timeout,
-                "setup convergence",
-            )
-            b.faults(latency_seconds=args.latency, rate_limit_per_second=args.rate)
-            time.sleep(2.0)
+        with converged(b, args) as (d, setup):
             before, cpu, start = b.requests(), cpu_seconds(d.pid), time.time()
             b.fall_due()
             took = wait_for(lambda: b.visited_since(start) >= args.orgs, 600, "a full resync pass")
             after, cpu_after = b.requests(), cpu_seconds(d.pid)
             rss = peak_rss_mb(d.pid)
         pass_calls = after - before
-    with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b2:
-        observe = cold_observe(b2, args, minimum)
+        observe = cold_observe(b, args)
     return {
         "scenario": "steady-state",
         "orgs": args.orgs,
@@ -297,19 +360,88 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
         "calls_by_method_status": dict(sorted(pass_calls.items())),
         "writes_per_pass": writes_in(pass_calls),
         "cpu_s_per_pass": round(cpu_after - cpu, 2),
+        "cpu_ms_per_assistant": round(1000 * (cpu_after - cpu) / (2 * args.orgs), 3),
         "peak_rss_mb": round(rss, 1),
         **observe,
     }
 
 
-def cold_observe(b: Bench, args: argparse.Namespace, minimum: int) -> dict[str, Any]:
-    """A fresh daemon over an already converged account: the calls that build its cache."""
-    with daemon(b, rate=5000, burst=200, concurrency=32, name="setup"):
-        wait_for(
-            lambda: b.synced() == args.orgs and writes_in(b.requests()) >= minimum,
-            args.timeout,
-            "setup convergence",
-        )
+def drift_storm(args: argparse.Namespace) -> dict[str, Any]:
+    """1% of the assistants edited in Vapi's dashboard at once, behind the daemon's back."""
+    with bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b, converged(b, args):
+        before = b.requests()
+        edited = b.edit(max(1, 2 * args.orgs // 100))
+        edited_at = time.time()
+        wait_for(lambda: writes_in(b.requests() - before) >= len(edited), 600, "the repairs")
+        took = time.time() - edited_at
+        time.sleep(POLL_SECONDS + 2)  # a poll after the repairs: nothing more to do
+        calls = b.requests() - before
+        repaired = {w["vapi_id"] for w in b.sim_get("/_sim/writes") if w["at"] >= edited_at}
+        synced = b.synced()
+    return {
+        "scenario": "drift-storm",
+        "orgs": args.orgs,
+        "assistants": 2 * args.orgs,
+        "rate": args.rate,
+        "latency_s": args.latency,
+        "edited": len(edited),
+        "writes": writes_in(calls),
+        "writes_are_the_edited": repaired == set(edited),
+        "edit_to_converged_s": round(took, 2),
+        "target_s": round(POLL_SECONDS + 1.1 * len(edited) / args.rate, 2),
+        "calls_by_method_status": dict(sorted(calls.items())),
+        "synced_after": synced,
+    }
+
+
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """Steady resync for ``--minutes``: the daemon's memory and connections over time."""
+    samples: list[dict[str, float]] = []
+    with (
+        bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b,
+        converged(b, args, resync=60) as (d, _),
+    ):
+        start, cpu = time.monotonic(), cpu_seconds(d.pid)
+        while (elapsed := time.monotonic() - start) < 60 * args.minutes:
+            samples.append(
+                {
+                    "t_s": round(elapsed),
+                    "rss_mb": round(rss_mb(d.pid), 1),
+                    "open_fds": open_fds(d.pid),
+                    "pg_connections": b.connections(),
+                }
+            )
+            time.sleep(30)
+        calls, cpu = b.requests(), cpu_seconds(d.pid) - cpu
+    warm = samples[min(2, len(samples) - 1)]  # after the first minute
+    last = samples[-1]
+    return {
+        "scenario": "soak",
+        "orgs": args.orgs,
+        "minutes": args.minutes,
+        "resync_interval_s": 60,
+        "rss_mb_warm": warm["rss_mb"],
+        "rss_mb_last": last["rss_mb"],
+        "rss_mb_max": max(s["rss_mb"] for s in samples),
+        "rss_growth": round(last["rss_mb"] / warm["rss_mb"] - 1, 4),
+        "open_fds_warm_last_max": [
+            warm["open_fds"],
+            last["open_fds"],
+            max(s["open_fds"] for s in samples),
+        ],
+        "pg_connections_warm_last_max": [
+            warm["pg_connections"],
+            last["pg_connections"],
+            max(s["pg_connections"] for s in samples),
+        ],
+        "daemon_cpu_s": round(cpu, 1),
+        "writes": writes_in(calls),
+        "samples": samples,
+    }
+
+
+def cold_observe(b: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh daemon over the converged account: the calls that build its cache."""
     before = b.requests()
     with daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency, name="fresh"):
         wait_for(lambda: listings_in(b.requests() - before) > 0, 60, "first listing")
@@ -362,6 +494,8 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "cold-start": cold_start,
     "steady-state": steady_state,
     "change-latency": change_latency,
+    "drift-storm": drift_storm,
+    "soak": soak,
 }
 
 
@@ -374,6 +508,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="simulator seconds/request")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak duration")
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
     result = SCENARIOS[args.scenario](args)

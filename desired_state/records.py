@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import delete, func, text, update
+from sqlalchemy import and_, delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +35,17 @@ async def record_intent(
             set_={"state": "creating", "intent_at": func.now(), "updated_at": func.now()},
         )
     )
+
+
+async def drop_intent(conn: AsyncConnection, *, kind: Kind, owner_key: str) -> None:
+    """The POST was refused: back to what the registry held before the intent."""
+    mine = and_(
+        vapi_objects.c.kind == kind,
+        vapi_objects.c.owner_key == owner_key,
+        vapi_objects.c.state == "creating",
+    )
+    await conn.execute(delete(vapi_objects).where(mine, vapi_objects.c.vapi_id.is_(None)))
+    await conn.execute(update(vapi_objects).where(mine).values(state="present"))
 
 
 async def record_present(

@@ -78,6 +78,7 @@ class Daemon:
         self._beat = time.monotonic()
         self._db_ok = False
         self._vapi_ok = False
+        self._live = 1
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -340,10 +341,8 @@ class Daemon:
         except (DBAPIError, OSError) as exc:
             self._note_failure(exc)
             return
-        vapi = self.runtime.settings.vapi
-        self.runtime.client.limiter.set_rate(
-            vapi.rate_limit_per_second / live, burst=max(vapi.burst // live, 1)
-        )
+        self._live = live
+        self._share_rate()
         self.metrics.replicas.set(live)
         self.metrics.ready.set(1 if self.readiness()[0] else 0)
         self.metrics.rate_limit_wait.set(self.runtime.client.limiter.waited_seconds)
@@ -396,6 +395,8 @@ class Daemon:
             return
         before = self.runtime.settings
         self.runtime.settings = fresh
+        if fresh.vapi != before.vapi:
+            self._share_rate()
         if fresh.controller.concurrency != before.controller.concurrency:
             self.slots = asyncio.Semaphore(fresh.controller.concurrency)  # for work claimed next
         self.alerter.settings = fresh.alerting
@@ -431,6 +432,13 @@ class Daemon:
         elif outcome.writes:
             self.alerter.condition("vapi_key_rejected", present=False)
             self.alerter.condition("rate_limit_saturated", present=False)
+
+    def _share_rate(self) -> None:
+        """This replica's share of the account's request budget."""
+        vapi, live = self.runtime.settings.vapi, self._live
+        self.runtime.client.limiter.set_rate(
+            vapi.rate_limit_per_second / live, burst=max(vapi.burst // live, 1)
+        )
 
     def _policy(self) -> SchedulePolicy:
         c = self.runtime.settings.controller

@@ -3,6 +3,7 @@ against the observed-state cache. Returns the outcome; the caller records it, fe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
@@ -31,6 +32,7 @@ class Worker:
     async def reconcile_org(
         self, org_id: UUID, desired: DesiredState, reconcile_id: str
     ) -> OrgOutcome:
+        visit_began = time.monotonic()
         settings = self.runtime.settings
         org = desired.orgs.get(org_id)
         doubts = [
@@ -39,7 +41,7 @@ class Worker:
             if a.agent_id in desired.intents
         ]
         if doubts:
-            await self.cache.confirm_since(min(doubts))
+            await self.cache.confirm_since(min(doubts), doubted_before=visit_began)
         await self._confirm_known(
             "assistant", (a.vapi_assistant_id for a in (org.agents if org else ()))
         )

@@ -135,7 +135,12 @@ class Applier:
     ) -> None:
         async with self.engine.begin() as conn:
             await records.record_intent(conn, kind=resource, owner_key=owner_key, org_id=org_id)
-        response = await self.client.create(resource, body)
+        try:
+            response = await self.client.create(resource, body)
+        except VapiClientError:  # refused (429, 4xx): nothing was created, nothing to doubt
+            async with self.engine.begin() as conn:
+                await records.drop_intent(conn, kind=resource, owner_key=owner_key)
+            raise
         if self.observed is not None:
             self.observed.upsert(resource, response)
         desired = {k: v for k, v in body.items() if k != "type"}

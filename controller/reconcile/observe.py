@@ -9,7 +9,9 @@ happen, so they never look like drift.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -107,6 +109,19 @@ def org_ids_to_visit(
     return sorted(set(desired) | observed.tagged_org_ids() | set(known), key=str)
 
 
+@dataclass(frozen=True)
+class _Confirmation:
+    started: float
+    since: datetime
+    listing: asyncio.Future[None]
+
+    def serves(self, moment: datetime, doubted_before: float) -> bool:
+        failed = self.listing.done() and (
+            self.listing.cancelled() or self.listing.exception() is not None
+        )
+        return not failed and self.started >= doubted_before and self.since <= moment
+
+
 class ObservedCache:
     """The daemon's observed state, kept current at the cost of a few calls per interval."""
 
@@ -115,6 +130,7 @@ class ObservedCache:
         self.state = ObservedState()
         self._watermark: dict[Resource, str] = {}
         self.listed = False
+        self._confirming: _Confirmation | None = None
 
     async def relist(self) -> set[UUID]:
         """A complete listing; returns the organizations whose observed state changed."""
@@ -143,11 +159,25 @@ class ObservedCache:
             touched |= self._absorb(resource, items)
         return touched
 
-    async def confirm_since(self, moment: datetime) -> set[UUID]:
-        """Before creating after a doubt: every assistant created since ``moment``."""
+    async def confirm_since(self, moment: datetime, *, doubted_before: float) -> None:
+        """Before creating after a doubt: every assistant created since ``moment``.
+
+        One listing serves every organization whose doubt arose before it started
+        (``doubted_before``, monotonic: when the organization's current visit began) and
+        reaches back far enough: a cold start with many doubts costs one listing, not one
+        per organization."""
+        running = self._confirming
+        if running is None or not running.serves(moment, doubted_before):
+            running = _Confirmation(
+                time.monotonic(), moment, asyncio.ensure_future(self._confirm(moment))
+            )
+            self._confirming = running
+        await asyncio.shield(running.listing)
+
+    async def _confirm(self, moment: datetime) -> None:
         since = (moment - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
         items = await self.client.list_all("assistant", filters={"createdAtGe": since})
-        return self._absorb("assistant", items)
+        self._absorb("assistant", items)
 
     def record_write(self, resource: Resource, body: Mapping[str, Any]) -> None:
         self.state.upsert(resource, body)

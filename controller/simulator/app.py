@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -50,6 +51,7 @@ def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> ASGIApp
         Route("/_sim/faults", _set_faults(state), methods=["POST"]),
         Route("/_sim/stats", _stats(state), methods=["GET"]),
         Route("/_sim/writes", _writes(state), methods=["GET"]),
+        Route("/_sim/edits", _edit(state), methods=["POST"]),
     ]
     app = Starlette(routes=routes)
     return _DropMiddleware(app, drop_mode)
@@ -145,6 +147,24 @@ def _set_faults(state: SimulatorState) -> Callable[[Request], Awaitable[Response
         return JSONResponse(
             {k: v for k, v in asdict(state.faults).items() if not k.startswith("_")}
         )
+
+    return handle
+
+
+def _edit(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
+    """Dashboard edits behind the controller's back: ``{"resource", "count", "changes"}``
+    applies ``changes`` to ``count`` objects picked at random; answers their ids."""
+
+    async def handle(request: Request) -> Response:
+        body = await _json(request)
+        resource = body.get("resource") if isinstance(body, dict) else None
+        if resource not in ("assistant", "tool") or not isinstance(body.get("changes"), dict):
+            return _bad_request(["resource must be assistant or tool; changes an object"])
+        ids = sorted(state.objects[resource])
+        picked = random.Random(body.get("seed", 0)).sample(ids, min(int(body["count"]), len(ids)))
+        for vapi_id in picked:
+            state.edit_behind_the_back(resource, vapi_id, body["changes"])
+        return JSONResponse(picked)
 
     return handle
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from datetime import UTC, datetime
+
 import httpx
 import pytest
+from sqlalchemy import text
 
 from controller.config import Settings
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.observe import ObservedCache
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import ScriptedFault, SimulatorState, SimulatorTransport
@@ -92,3 +98,44 @@ async def test_a_post_whose_response_is_lost_is_adopted_not_repeated(
     for clinic in clinics:
         for agent_id in clinic.agent_ids:
             assistant_of_agent(sim, agent_id)
+
+
+async def test_a_refused_post_leaves_no_doubt_behind(
+    settings: Settings, sim: SimulatorState
+) -> None:
+    sim.faults.scripted = [ScriptedFault("400", "POST", "/assistant", count=1)]
+    async with open_runtime(
+        settings, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
+    ) as runtime:
+        async with runtime.engine.begin() as conn:
+            await seed_clinics(conn, 1)
+        first = await reconcile_pass(runtime)
+        async with runtime.engine.connect() as conn:
+            doubts = await conn.execute(
+                text("select count(*) from reconciler.vapi_objects where state = 'creating'")
+            )
+            assert doubts.scalar_one() == 0
+        second = await reconcile_pass(runtime)
+
+    assert not first.converged
+    assert second.converged
+    assert len(writes(sim, "POST")) == 6 + 2
+
+
+async def test_concurrent_doubts_share_one_confirming_listing(
+    settings: Settings, sim: SimulatorState
+) -> None:
+    async with open_runtime(
+        settings, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
+    ) as runtime:
+        cache = ObservedCache(runtime.client)
+        doubted_before = time.monotonic()
+        since = datetime.now(UTC)
+        await asyncio.gather(
+            *(cache.confirm_since(since, doubted_before=doubted_before) for _ in range(10))
+        )
+        shared = sim.requests[("GET", "/assistant", 200)]
+        await cache.confirm_since(since, doubted_before=time.monotonic())
+
+    assert shared == 1
+    assert sim.requests[("GET", "/assistant", 200)] == 2  # a doubt newer than that listing

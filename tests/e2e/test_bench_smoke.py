@@ -1,0 +1,42 @@
+"""The benchmark scenarios, small: the real daemon and the simulator in their own processes.
+Only what is exact is asserted (writes and call counts), never wall time."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+
+from bench import run
+
+ORGS = 20
+
+
+@pytest.fixture
+def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
+    monkeypatch.setenv("DATABASE_URL", pg_admin_url)
+    return argparse.Namespace(
+        orgs=ORGS, rate=100.0, burst=10, latency=0.0, concurrency=8, samples=5, timeout=120.0
+    )
+
+
+def test_cold_start_writes_each_object_exactly_once(args: argparse.Namespace) -> None:
+    result = run.cold_start(args)
+
+    minimum = run.TOOLS + 2 * ORGS
+    calls = result["calls_by_method_status"]
+    assert result["writes"] == result["minimum_writes"] == minimum
+    assert calls["POST /tool 201"] == run.TOOLS
+    assert calls["POST /assistant 201"] == 2 * ORGS
+    assert not [k for k in calls if k.startswith(("PATCH", "DELETE"))]
+
+
+def test_a_steady_resync_pass_writes_nothing_and_calls_nothing_but_the_poll(
+    args: argparse.Namespace,
+) -> None:
+    result = run.steady_state(args)
+
+    assert result["writes_per_pass"] == 0
+    assert result["vapi_calls_per_pass"] == result["of_which_poll_listings"]
+    assert result["cold_observe_calls"] <= math.ceil(2 * ORGS / run.PAGE_CAP) + 3
