@@ -98,6 +98,16 @@ class Bench:
                 ).scalar_one()
             )
 
+    def idle(self) -> bool:
+        """Nothing due, nothing held: the daemon has caught up."""
+        with self.engine.connect() as conn:
+            return not conn.execute(
+                text(
+                    "select count(*) from reconciler.work_items "
+                    "where due_at <= now() or lease_owner is not null"
+                )
+            ).scalar_one()
+
     def fall_due(self) -> None:
         """Every organization's resync falls due now: the densest possible pass."""
         with self.engine.begin() as conn:
@@ -332,7 +342,8 @@ def converged(
             concurrency=args.concurrency,
             resync=resync,
         )
-        time.sleep(3.0)  # reloaded within a second; let a poll or two go by
+        time.sleep(2.0)  # reloaded within a second (a changed [controller] revisits all)
+        wait_for(b.idle, args.timeout, "the queue to settle after the reload")
         yield d, setup
 
 
@@ -344,7 +355,7 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
             b.fall_due()
             took = wait_for(lambda: b.visited_since(start) >= args.orgs, 600, "a full resync pass")
             after, cpu_after = b.requests(), cpu_seconds(d.pid)
-            rss = peak_rss_mb(d.pid)
+            rss, rss_now = peak_rss_mb(d.pid), rss_mb(d.pid)
         pass_calls = after - before
         observe = cold_observe(b, args)
     return {
@@ -362,6 +373,7 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_s_per_pass": round(cpu_after - cpu, 2),
         "cpu_ms_per_assistant": round(1000 * (cpu_after - cpu) / (2 * args.orgs), 3),
         "peak_rss_mb": round(rss, 1),
+        "rss_mb_after_pass": round(rss_now, 1),
         **observe,
     }
 
