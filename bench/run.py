@@ -455,10 +455,10 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 def cold_observe(b: Bench, args: argparse.Namespace) -> dict[str, Any]:
     """A fresh daemon over the converged account: the calls that build its cache."""
     before = b.requests()
+    log = RESULTS / "fresh.log"
     with daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency, name="fresh"):
-        wait_for(lambda: listings_in(b.requests() - before) > 0, 60, "first listing")
-        time.sleep(2 * (2 * args.orgs / PAGE_CAP) / args.rate + 2)
-    listing = b.requests() - before
+        wait_for(lambda: "started as" in log.read_text(), args.timeout, "the cache")
+        listing = b.requests() - before
     return {
         "cold_observe_calls": sum(listing.values()),
         "cold_observe_target": math.ceil(2 * args.orgs / PAGE_CAP) + 3,

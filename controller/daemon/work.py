@@ -3,6 +3,7 @@ against the observed-state cache. Returns the outcome; the caller records it, fe
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from uuid import UUID
 
 from sqlalchemy import text
 
-from controller.core.actions import AdoptTool, CreateTool, DeleteTool
+from controller.core.actions import CreateTool, DeleteTool
 from controller.core.desired import DesiredState
 from controller.core.outcome import OrgOutcome
 from controller.core.plan import PruneDecision, guard_prune, plan_org
@@ -86,16 +87,20 @@ class Worker:
             for tid in (a.body.get("model") or {}).get("toolIds") or ()
         }
         errors = [f"tool {name}: {why}" for name, why in plan.invalid.items()]
-        relink = False
-        for action in plan.actions:
+        creates = [a for a in plan.actions if isinstance(a, CreateTool)]
+        results = []
+        if creates and self.runtime.writes_allowed(TOOLS_KEY):  # independent: all at once
+            results += await asyncio.gather(*(applier.apply(a) for a in creates))
+        for action in plan.actions:  # the rest one by one: deletes count against a bound
+            if isinstance(action, CreateTool):
+                continue
             if not self.runtime.writes_allowed(TOOLS_KEY):
                 break
             if isinstance(action, DeleteTool) and not await self._may_delete_tool(action, linked):
                 continue
-            result = await applier.apply(action)
-            if not result.ok:
-                errors.append(f"{result.description}: {result.error}")
-            relink |= result.ok and isinstance(action, CreateTool | AdoptTool)
+            results.append(await applier.apply(action))
+        errors += [f"{r.description}: {r.error}" for r in results if not r.ok]
+        relink = any(r.ok and r.action in ("CreateTool", "AdoptTool") for r in results)
         if errors:
             return OrgOutcome(TOOLS_KEY, "failed", "; ".join(errors), retry="backoff"), relink
         return OrgOutcome(TOOLS_KEY, "synced", ""), relink
