@@ -27,6 +27,7 @@ from controller.alerting.sinks import Sinks
 from controller.core.desired import DesiredState
 from controller.core.outcome import OrgOutcome
 from controller.core.schedule import SchedulePolicy, next_visit
+from controller.daemon.health import Health
 from controller.daemon.http import health_app, health_server
 from controller.daemon.listener import listen
 from controller.daemon.metrics import Metrics
@@ -37,12 +38,11 @@ from controller.reconcile.converge import Runtime
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.status import Recorded
 from controller.secret import redact
-from controller.vapi.errors import RateLimitedError, UnauthorizedError, VapiError
+from controller.vapi.errors import VapiError
 from desired_state import queue
 from desired_state.load import load_desired, load_state_counts
 from desired_state.queue import TOOLS_KEY, Claim, Completion
 
-STALL_SECONDS = 30.0
 DOWN_RETRY_SECONDS = 2.0
 CLAIM_BATCH = 256
 """Rows claimed at once. Most visits find nothing to do and finish without a Vapi call; only
@@ -71,13 +71,10 @@ class Daemon:
             Sinks.from_settings(runtime.settings.alerting),
             runtime.settings.alerting,
         )
+        self.health = Health(self.alerter, self.replica_id)
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self.inflight: dict[UUID, tuple[Claim, asyncio.Task[None]]] = {}
-        self.total_rate = runtime.settings.vapi.rate_limit_per_second
-        self._beat = time.monotonic()
-        self._db_ok = False
-        self._vapi_ok = False
         self._live = 1
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -88,7 +85,7 @@ class Daemon:
         with contextlib.suppress(NotImplementedError, AttributeError):
             loop.add_signal_handler(signal.SIGHUP, lambda: self._reload(force=True))
         server = health_server(
-            health_app(alive=self.alive, ready=self.readiness, metrics=self.metrics),
+            health_app(alive=self.health.alive, ready=self.health.readiness, metrics=self.metrics),
             self.runtime.settings.server.listen,
         )
         serving = asyncio.create_task(server.serve())
@@ -122,16 +119,6 @@ class Daemon:
             self.stopping.set()
             self.wake.set()
 
-    def alive(self) -> bool:
-        return time.monotonic() - self._beat < STALL_SECONDS
-
-    def readiness(self) -> tuple[bool, str]:
-        if not self._db_ok:
-            return False, "postgres unreachable"
-        if not self._vapi_ok:
-            return False, "vapi not observed yet or unreachable"
-        return True, f"ready ({self.replica_id})"
-
     async def _start(self) -> None:
         """Register, queue every organization, fill the cache: retried until it works."""
         while not self.stopping.is_set():
@@ -140,7 +127,7 @@ class Daemon:
                 async with self.runtime.engine.begin() as conn:
                     await queue.ensure_rows(conn)
                 touched = await self.cache.relist()
-                self._vapi_ok = True
+                self.health.vapi_ok = True
                 await self._mark_due(touched)
                 logger.info(
                     "started as {}: {} assistants, {} tools observed",
@@ -150,7 +137,7 @@ class Daemon:
                 )
                 return
             except (DBAPIError, OSError, VapiError) as exc:
-                self._note_failure(exc)
+                self.health.failure(exc)
                 await self._pause(DOWN_RETRY_SECONDS)
 
     async def _drain(self) -> None:
@@ -171,7 +158,7 @@ class Daemon:
     # -- claiming ------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
-            self._beat = time.monotonic()
+            self.health.beat()
             self.wake.clear()
             limit = self._claim_limit()
             if limit:
@@ -179,7 +166,7 @@ class Daemon:
                     await self._converge_tools_first()
                     claims = await self._claim(limit)
                 except (DBAPIError, OSError) as exc:
-                    self._note_failure(exc)
+                    self.health.failure(exc)
                     await self._pause(DOWN_RETRY_SECONDS)
                     continue
                 if len(claims) == limit:
@@ -215,7 +202,7 @@ class Daemon:
             claims = await queue.claim(
                 conn, owner=self.replica_id, limit=free, lease_seconds=settings.lease_seconds
             )
-        self._db_ok = True
+        self.health.db_ok = True
         if not claims:
             return claims
         orgs = [c.org_id for c in claims if c.org_id != TOOLS_KEY]
@@ -246,9 +233,9 @@ class Daemon:
                 draw=random.random(),
             )
             error = None if outcome.converged else outcome.message
-            self._note_outcome(outcome)
+            self.health.outcome(outcome)
         except (DBAPIError, OSError, VapiError) as exc:
-            self._note_failure(exc)
+            self.health.failure(exc)
             visit = next_visit(
                 "backoff", attempts=claimed.attempts, policy=self._policy(), draw=random.random()
             )
@@ -266,7 +253,7 @@ class Daemon:
             if relink:
                 await self._mark_due(None)
         except (DBAPIError, OSError) as exc:
-            self._note_failure(exc)
+            self.health.failure(exc)
         finally:
             self.inflight.pop(claimed.org_id, None)
             self.metrics.inflight.set(len(self.inflight))
@@ -312,10 +299,9 @@ class Daemon:
     async def _observe(self, look: Callable[[], Awaitable[set[UUID]]]) -> None:
         try:
             touched = await look()
-            self._vapi_ok = True
-            self.alerter.condition("vapi_key_rejected", present=False)
+            self.health.vapi_answered()
         except VapiError as exc:
-            self._vapi_ok = False
+            self.health.vapi_ok = False
             logger.warning("observing Vapi failed: {}", exc)
             return
         busy = {org for org in touched if org in self.inflight}
@@ -337,14 +323,14 @@ class Daemon:
                     lease_seconds=self.runtime.settings.controller.lease_seconds,
                 )
                 due = await queue.due_count(conn)
-            self._db_ok = True
+            self.health.db_ok = True
         except (DBAPIError, OSError) as exc:
-            self._note_failure(exc)
+            self.health.failure(exc)
             return
         self._live = live
         self._share_rate()
         self.metrics.replicas.set(live)
-        self.metrics.ready.set(1 if self.readiness()[0] else 0)
+        self.metrics.ready.set(1 if self.health.readiness()[0] else 0)
         self.metrics.rate_limit_wait.set(self.runtime.client.limiter.waited_seconds)
         self.metrics.queue_depth.set(due)
         if lost:
@@ -353,12 +339,12 @@ class Daemon:
     async def _evaluate_alerts(self) -> None:
         before = (self.alerter.fired, self.alerter.resolved)
         try:
-            if self._db_ok:
+            if self.health.db_ok:
                 await self.alerter.evaluate()
                 await self._count_states()
-            await self.alerter.evaluate_controller(postgres_up=self._db_ok)
+            await self.alerter.evaluate_controller(postgres_up=self.health.db_ok)
         except (DBAPIError, OSError) as exc:
-            self._note_failure(exc)
+            self.health.failure(exc)
         self.metrics.alerts_fired.inc(self.alerter.fired - before[0])
         self.metrics.alerts_resolved.inc(self.alerter.resolved - before[1])
 
@@ -367,7 +353,7 @@ class Daemon:
         try:
             await self.alerter.deliver()
         except (DBAPIError, OSError) as exc:
-            self._note_failure(exc)
+            self.health.failure(exc)
         self.metrics.sink_failures.inc(self.alerter.sink_failures - failures)
 
     async def _count_states(self) -> None:
@@ -382,7 +368,7 @@ class Daemon:
             async with self.runtime.engine.begin() as conn:
                 await queue.ensure_rows(conn, self.cache.state.tagged_org_ids())
         except (DBAPIError, OSError) as exc:
-            self._note_failure(exc)
+            self.health.failure(exc)
 
     async def _check_config(self) -> None:
         self._reload(force=False)
@@ -421,17 +407,7 @@ class Daemon:
                     await queue.ensure_rows(conn, org_ids)
                 await queue.mark_due(conn, org_ids)
         except (DBAPIError, OSError) as exc:
-            self._note_failure(exc)
-
-    def _note_outcome(self, outcome: OrgOutcome) -> None:
-        """Controller-wide conditions seen through one organization's outcome."""
-        if outcome.reason == "vapi_key_rejected":
-            self.alerter.condition("vapi_key_rejected", present=True)
-        elif outcome.reason == "rate_limited":
-            self.alerter.condition("rate_limit_saturated", present=True)
-        elif outcome.writes:
-            self.alerter.condition("vapi_key_rejected", present=False)
-            self.alerter.condition("rate_limit_saturated", present=False)
+            self.health.failure(exc)
 
     def _share_rate(self) -> None:
         """This replica's share of the account's request budget."""
@@ -447,21 +423,6 @@ class Daemon:
             c.resync_jitter,
             c.backoff_base_seconds,
             c.backoff_max_seconds,
-        )
-
-    def _note_failure(self, exc: Exception) -> None:
-        if isinstance(exc, VapiError):
-            self._vapi_ok = False
-            self.alerter.condition("vapi_key_rejected", present=isinstance(exc, UnauthorizedError))
-            if isinstance(exc, RateLimitedError):
-                self.alerter.condition("rate_limit_saturated", present=True)
-        else:
-            self._db_ok = False
-            self.alerter.condition("postgres_unreachable", present=True)
-        logger.warning(
-            "{} unavailable: {}",
-            "Vapi" if isinstance(exc, VapiError) else "Postgres",
-            redact(str(getattr(exc, "orig", exc) or type(exc).__name__))[:500],
         )
 
     async def _pause(self, seconds: float) -> None:
