@@ -52,14 +52,24 @@ class PassPlan:
 async def plan_pass(runtime: Runtime, *, org_ids: Collection[UUID] | None = None) -> PassPlan:
     """What a pass would do, writing nothing anywhere."""
     desired, observed = await _load_and_observe(runtime, org_ids)
-    tools = plan_tools_for(runtime.settings, desired, observed)
+    return plan_from(runtime.settings, desired, observed, org_ids)
+
+
+def plan_from(
+    settings: Settings,
+    desired: DesiredState,
+    observed: ObservedState,
+    org_ids: Collection[UUID] | None = None,
+) -> PassPlan:
+    """The plan of a pass over a snapshot of both sides. Pure."""
+    tools = plan_tools_for(settings, desired, observed)
     tool_ids = dict(desired.tool_ids)
     for action in tools.actions:
         if isinstance(action, AdoptTool):
             tool_ids[action.tool_name] = action.vapi_id
         elif isinstance(action, CreateTool):
             tool_ids[action.tool_name] = PENDING_TOOL_ID.format(name=action.tool_name)
-    return _plan_orgs(runtime.settings, desired, observed, tools, tool_ids, org_ids)
+    return _plan_orgs(settings, desired, observed, tools, tool_ids, org_ids)
 
 
 async def reconcile_pass(

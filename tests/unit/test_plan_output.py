@@ -1,0 +1,141 @@
+"""``plan`` output for a scripted set of changes, against golden files; ``--json`` against
+its documented schema (docs/plan.schema.json). Regenerate the golden files after a deliberate
+change with ``UPDATE_GOLDEN=1 ./dev test tests/unit/test_plan_output.py`` and review the diff."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import jsonschema
+
+from controller.config import Settings
+from controller.core.desired import (
+    Baseline,
+    DesiredAgent,
+    DesiredOrg,
+    DesiredState,
+    DesiredTool,
+    fingerprint,
+)
+from controller.core.render import render_assistant, render_tool
+from controller.reconcile.full_pass import PassPlan, plan_from
+from controller.reconcile.observe import ObservedState
+from controller.report import plan_json, plan_text
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden"
+SCHEMA = ROOT / "docs" / "plan.schema.json"
+BACKEND = "https://backend.example"
+STAMP = "2026-01-01T00:00:00.000Z"
+PROMPT = "\n".join(f"Rule {n}: be kind to caller number {n}." for n in range(1, 9))
+
+
+def org(n: int) -> UUID:
+    return UUID(int=n)
+
+
+def agent(org_n: int, role: str, **fields: Any) -> DesiredAgent:
+    values: dict[str, Any] = {
+        "name": f"Clinic {org_n} {role}",
+        "system_prompt": PROMPT,
+        "first_message": "Hello!",
+        "voice_provider": "11labs",
+        "voice": "rachel",
+        **fields,
+    }
+    return DesiredAgent(
+        agent_id=UUID(int=org_n * 100 + (role == "outbound")),
+        org_id=org(org_n),
+        role=role,
+        **values,
+    )
+
+
+def observed_assistant(vapi_id: str, desired: DesiredAgent, **edits: Any) -> dict[str, Any]:
+    body = render_assistant(
+        desired, tool_ids=["tool-1"], defaults=Settings().defaults, backend_url=BACKEND
+    )
+    return {**body, **edits, "id": vapi_id, "createdAt": STAMP, "updatedAt": STAMP}
+
+
+def scripted_plan() -> PassPlan:
+    settings = Settings.model_validate(
+        {"backend_url": BACKEND, "controller": {"prune": True, "max_prune_fraction": 0.5}}
+    )
+    booking = DesiredTool("book_appointment", "Book a visit", {"type": "object"}, "/book")
+    booking_before = DesiredTool("book_appointment", "Book", {"type": "object"}, "/book")
+    in_sync = agent(1, "inbound", vapi_assistant_id="asst-in-sync")
+    edited_in_vapi = agent(1, "outbound", vapi_assistant_id="asst-drifted")
+    prompt_changed = agent(2, "inbound", vapi_assistant_id="asst-new-prompt")
+    prompt_before = agent(2, "inbound", system_prompt=PROMPT.replace("kind", "brief", 1))
+    to_create = agent(2, "outbound")
+    invalid = agent(4, "inbound", voice_provider="no-such-provider")
+    orphan = observed_assistant("asst-orphan", agent(3, "inbound"))
+    drifted = observed_assistant("asst-drifted", edited_in_vapi, firstMessage="Edited!")
+    renamed = observed_assistant("asst-new-prompt", prompt_before)
+    tool = {
+        **render_tool(booking_before, backend_url=BACKEND),
+        "type": "function",
+        "id": "tool-1",
+        "createdAt": STAMP,
+        "updatedAt": STAMP,
+    }
+    baselines = {
+        "asst-drifted": Baseline("asst-drifted", fingerprint(_body(edited_in_vapi)), None),
+        "asst-new-prompt": Baseline("asst-new-prompt", fingerprint(_body(prompt_before)), None),
+    }
+    desired = DesiredState(
+        orgs={
+            org(1): DesiredOrg(org(1), (in_sync, edited_in_vapi)),
+            org(2): DesiredOrg(org(2), (prompt_changed, to_create)),
+            org(4): DesiredOrg(org(4), (invalid,)),
+        },
+        tools=(booking,),
+        tool_ids={"book_appointment": "tool-1"},
+        baselines=baselines,
+        known_org_ids=frozenset({org(3)}),
+    )
+    observed = ObservedState(
+        [observed_assistant("asst-in-sync", in_sync), drifted, renamed, orphan], [tool]
+    )
+    return plan_from(settings, desired, observed)
+
+
+def _body(desired: DesiredAgent) -> dict[str, Any]:
+    return render_assistant(
+        desired, tool_ids=["tool-1"], defaults=Settings().defaults, backend_url=BACKEND
+    )
+
+
+def matches_golden(name: str, actual: str) -> bool:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual)
+    return path.read_text() == actual
+
+
+def test_plan_text_matches_the_golden_file() -> None:
+    assert matches_golden("plan.txt", plan_text(scripted_plan()) + "\n")
+
+
+def test_plan_json_matches_the_golden_file_and_its_schema() -> None:
+    document = plan_json(scripted_plan())
+
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+    assert matches_golden("plan.json", json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def test_the_schema_rejects_a_plan_missing_its_summary() -> None:
+    document = plan_json(scripted_plan())
+    del document["summary"]
+
+    errors = list(
+        jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).iter_errors(document)
+    )
+
+    assert [e.message for e in errors] == ["'summary' is a required property"]
