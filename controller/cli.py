@@ -171,7 +171,7 @@ def status(config_path: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    Console().print(status_table(rows))
+    _console().print(status_table(rows))
 
 
 async def _read_status(settings: Settings) -> list[dict[str, Any]]:
@@ -197,4 +197,11 @@ def demo(config_path: Path, orgs: int) -> None:
 
     settings = load_settings(config_path)
     configure_logging(level="WARNING", json=False)
-    run_demo(orgs=orgs, console=Console(), base=settings)
+    run_demo(orgs=orgs, console=_console(), base=settings)
+
+
+def _console() -> Console:
+    """Colour and live displays on a terminal only; tables not squeezed into 80 columns when
+    the output goes to a file or a pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 140))
