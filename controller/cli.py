@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from controller.config import ConfigError, Settings, load_settings
 from controller.logs import configure_logging
+from controller.progress import progress_bar
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
 from controller.report import plan_json, plan_text, status_rows_sorted, status_table
 from controller.runtime import open_runtime
@@ -126,8 +128,11 @@ def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
     settings = load_settings(config_path)
 
     async def run() -> bool:
-        async with open_runtime(settings, key=read_master_key()) as runtime:
-            outcome = await reconcile_pass(runtime, org_ids=org_ids or None)
+        with _progress_bar("reconciling organizations") as on_progress:
+            async with open_runtime(settings, key=read_master_key()) as runtime:
+                outcome = await reconcile_pass(
+                    runtime, org_ids=org_ids or None, on_progress=on_progress
+                )
         states = ", ".join(f"{n} {s}" for s, n in sorted(outcome.states().items()))
         click.echo(f"{len(outcome.orgs)} organizations: {states or 'none'}")
         for error in outcome.tool_errors:
@@ -198,6 +203,14 @@ def demo(config_path: Path, orgs: int) -> None:
     settings = load_settings(config_path)
     configure_logging(level="WARNING", json=False)
     run_demo(orgs=orgs, console=_console(), base=settings)
+
+
+@contextmanager
+def _progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr while on a terminal; nothing otherwise."""
+    with progress_bar(Console(stderr=True)) as progress:
+        task = progress.add_task(what, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def _console() -> Console:

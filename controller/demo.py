@@ -23,13 +23,13 @@ from uuid import UUID
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select, update
 
 from controller.config import Settings, load_settings
 from controller.core.observed import ObservedAssistant
 from controller.daemon.loop import Daemon
 from controller.daemon.metrics import Metrics
+from controller.progress import progress_bar
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import plan_pass
 from controller.report import plan_text, status_rows_sorted, status_table
@@ -150,14 +150,7 @@ class Story:
 
     async def _until(self, what: str, reached: Callable[[], Awaitable[int]], total: int) -> None:
         """A live progress bar while the daemon works, until ``reached`` gets to ``total``."""
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-        ) as progress:
+        with progress_bar(self.console) as progress:
             task = progress.add_task(what, total=total)
             deadline = time.monotonic() + DEMO_TIMEOUT
             while (count := await reached()) < total:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -72,8 +72,15 @@ def plan_from(
     return _plan_orgs(settings, desired, observed, tools, tool_ids, org_ids)
 
 
+Progress = Callable[[int, int], None]
+"""Told (organizations done, organizations planned) as a pass goes."""
+
+
 async def reconcile_pass(
-    runtime: Runtime, *, org_ids: Collection[UUID] | None = None
+    runtime: Runtime,
+    *,
+    org_ids: Collection[UUID] | None = None,
+    on_progress: Progress | None = None,
 ) -> PassOutcome:
     reconcile_id = uuid.uuid4().hex[:12]
     outcome = PassOutcome(reconcile_id)
@@ -90,6 +97,9 @@ async def reconcile_pass(
     plan = _plan_orgs(runtime.settings, desired, observed, tools, tool_ids, org_ids)
     outcome.prune_blocked = "" if plan.prune.allowed else plan.prune.reason
     limit = asyncio.Semaphore(runtime.settings.controller.concurrency)
+    done = 0
+    if on_progress:
+        on_progress(done, len(plan.orgs))
 
     async def visit(org_plan: OrgPlan) -> OrgOutcome:
         async with limit:
@@ -103,6 +113,10 @@ async def reconcile_pass(
             judged = Recorded.judged(result, desired, tool_ids)
             async with runtime.engine.begin() as conn:
                 await record_outcomes(conn, [judged])
+            nonlocal done
+            done += 1
+            if on_progress:
+                on_progress(done, len(plan.orgs))
             return result
 
     outcome.orgs = list(await asyncio.gather(*(visit(p) for p in plan.orgs.values())))

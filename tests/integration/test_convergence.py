@@ -217,3 +217,13 @@ async def test_a_poll_answer_older_than_a_write_of_ours_does_not_roll_the_cache_
 
     assert touched == set()
     assert cache.state.assistant(created["id"]).body["name"] == "Written by us"  # type: ignore[union-attr]
+
+
+async def test_a_pass_reports_its_progress_organization_by_organization(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 4)
+    seen: list[tuple[int, int]] = []
+
+    await reconcile_pass(runtime, on_progress=lambda done, total: seen.append((done, total)))
+
+    assert seen == [(n, 4) for n in range(5)]
