@@ -413,7 +413,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b,
         converged(b, args, resync=60) as (d, _),
     ):
-        start, cpu = time.monotonic(), cpu_seconds(d.pid)
+        start, cpu, before = time.monotonic(), cpu_seconds(d.pid), b.requests()
         while (elapsed := time.monotonic() - start) < 60 * args.minutes:
             samples.append(
                 {
@@ -423,8 +423,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                     "pg_connections": b.connections(),
                 }
             )
-            time.sleep(30)
-        calls, cpu = b.requests(), cpu_seconds(d.pid) - cpu
+            time.sleep(min(30.0, max(60 * args.minutes - elapsed, 0.0)))
+        calls, cpu = b.requests() - before, cpu_seconds(d.pid) - cpu
     warm = samples[min(2, len(samples) - 1)]  # after the first minute
     last = samples[-1]
     return {

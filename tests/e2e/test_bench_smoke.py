@@ -17,7 +17,14 @@ ORGS = 20
 def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
     monkeypatch.setenv("DATABASE_URL", pg_admin_url)
     return argparse.Namespace(
-        orgs=ORGS, rate=100.0, burst=10, latency=0.0, concurrency=8, samples=5, timeout=120.0
+        orgs=ORGS,
+        rate=100.0,
+        burst=10,
+        latency=0.0,
+        concurrency=8,
+        samples=3,
+        minutes=0.01,
+        timeout=120.0,
     )
 
 
@@ -40,3 +47,29 @@ def test_a_steady_resync_pass_writes_nothing_and_calls_nothing_but_the_poll(
     assert result["writes_per_pass"] == 0
     assert result["vapi_calls_per_pass"] == result["of_which_poll_listings"]
     assert result["cold_observe_calls"] <= math.ceil(2 * ORGS / run.PAGE_CAP) + 3
+
+
+def test_a_drift_storm_is_repaired_with_one_write_per_edited_assistant(
+    args: argparse.Namespace,
+) -> None:
+    args.orgs = 50  # 100 assistants: 1% is one
+
+    result = run.drift_storm(args)
+
+    assert result["edited"] == result["writes"] == 1
+    assert result["writes_are_the_edited"]
+    assert result["synced_after"] == 50
+
+
+def test_change_latency_takes_one_sample_per_row_update(args: argparse.Namespace) -> None:
+    result = run.change_latency(args)
+
+    assert result["samples"] == 3
+
+
+def test_a_soak_samples_the_daemon_and_writes_nothing(args: argparse.Namespace) -> None:
+    result = run.soak(args)
+
+    assert result["writes"] == 0
+    assert result["samples"]
+    assert result["pg_connections_warm_last_max"][0] >= 1
