@@ -9,7 +9,6 @@ happen, so they never look like drift.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,8 +20,6 @@ from controller.core.desired import DesiredOrg
 from controller.core.observed import ObservedAssistant, ObservedTool
 from controller.vapi.client import Resource, VapiClient
 from desired_state.queue import TOOLS_KEY
-
-SHARED_STRING_MAX = 64
 
 WATERMARK_SKEW = timedelta(minutes=5)
 
@@ -58,7 +55,6 @@ class ObservedState:
 
     def upsert(self, resource: Resource, body: Mapping[str, Any]) -> set[UUID]:
         """Store ``body``; returns the organizations whose observed state it touched."""
-        body = _shared_strings(body)
         if resource == "tool":
             self._tools[str(body["id"])] = ObservedTool(body)
             return {TOOLS_KEY}
@@ -207,18 +203,6 @@ class ObservedCache:
             start = datetime.now(UTC) - WATERMARK_SKEW
             stamps.append(start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
         self._watermark[resource] = max(stamps, key=_instant)
-
-
-def _shared_strings(value: Any) -> Any:
-    """A copy whose keys and short strings are interned: thousands of cached bodies repeat
-    the same keys, providers, voices and tool ids (a third of the memory at 20,000)."""
-    if isinstance(value, Mapping):
-        return {sys.intern(str(k)): _shared_strings(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shared_strings(v) for v in value]
-    if isinstance(value, str) and len(value) <= SHARED_STRING_MAX:
-        return sys.intern(value)
-    return value
 
 
 def _difference(old: ObservedState, new: ObservedState) -> set[UUID]:
