@@ -64,13 +64,13 @@ class Bench:
             counts[f"{row['method']} {row['route']} {row['status']}"] += row["count"]
         return counts
 
-    def synced(self) -> int:
+    def count(self, sql: str, **params: Any) -> int:
+        """A ``select count(*)`` against the benchmark's database."""
         with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text("select count(*) from reconciler.org_status where state = 'synced'")
-                ).scalar_one()
-            )
+            return int(conn.execute(text(sql), params).scalar_one())
+
+    def synced(self) -> int:
+        return self.count("select count(*) from reconciler.org_status where state = 'synced'")
 
     def edit(self, count: int) -> list[str]:
         """Dashboard edits of ``count`` assistants picked at random; their ids."""
@@ -88,25 +88,17 @@ class Bench:
 
     def connections(self) -> int:
         """Open connections to the benchmark's database (the daemon's pool and listener)."""
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "select count(*) from pg_stat_activity "
-                        "where datname = current_database() and pid <> pg_backend_pid()"
-                    )
-                ).scalar_one()
-            )
+        return self.count(
+            "select count(*) from pg_stat_activity "
+            "where datname = current_database() and pid <> pg_backend_pid()"
+        )
 
     def idle(self) -> bool:
         """Nothing due, nothing held: the daemon has caught up."""
-        with self.engine.connect() as conn:
-            return not conn.execute(
-                text(
-                    "select count(*) from reconciler.work_items "
-                    "where due_at <= now() or lease_owner is not null"
-                )
-            ).scalar_one()
+        return not self.count(
+            "select count(*) from reconciler.work_items "
+            "where due_at <= now() or lease_owner is not null"
+        )
 
     def fall_due(self) -> None:
         """Every organization's resync falls due now: the densest possible pass."""
@@ -120,17 +112,12 @@ class Bench:
             conn.execute(text("select pg_notify('vapi_reconciler', '*')"))
 
     def visited_since(self, moment: float) -> int:
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "select count(*) from reconciler.work_items "
-                        "where updated_at >= to_timestamp(:t) and lease_owner is null "
-                        "and org_id <> '00000000-0000-0000-0000-000000000000'"
-                    ),
-                    {"t": moment},
-                ).scalar_one()
-            )
+        return self.count(
+            "select count(*) from reconciler.work_items "
+            "where updated_at >= to_timestamp(:t) and lease_owner is null "
+            "and org_id <> '00000000-0000-0000-0000-000000000000'",
+            t=moment,
+        )
 
 
 def listings_in(counts: Counter[str]) -> int:
@@ -234,6 +221,16 @@ def daemon(
         log.close()
 
 
+def headline(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "orgs": args.orgs,
+        "assistants": 2 * args.orgs,
+        "rate": args.rate,
+        "latency_s": args.latency,
+    }
+
+
 def write_config(
     path: Path, *, rate: float, burst: int, concurrency: int, resync: float = 3600
 ) -> None:
@@ -299,10 +296,7 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
     throttled = sum(n for k, n in counts.items() if k.endswith(" 429"))
     floor = minimum / args.rate
     return {
-        "scenario": "cold-start",
-        "orgs": args.orgs,
-        "rate": args.rate,
-        "latency_s": args.latency,
+        **headline("cold-start", args),
         "wall_s": round(wall, 2),
         "floor_s": round(floor, 2),
         "wall_over_floor": round(wall / floor, 3),
@@ -359,11 +353,7 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
         pass_calls = after - before
         observe = cold_observe(b, args)
     return {
-        "scenario": "steady-state",
-        "orgs": args.orgs,
-        "assistants": 2 * args.orgs,
-        "rate": args.rate,
-        "latency_s": args.latency,
+        **headline("steady-state", args),
         "setup_s": round(setup, 1),
         "pass_s": round(took, 1),
         "vapi_calls_per_pass": sum(pass_calls.values()),
@@ -391,11 +381,7 @@ def drift_storm(args: argparse.Namespace) -> dict[str, Any]:
         repaired = {w["vapi_id"] for w in b.sim_get("/_sim/writes") if w["at"] >= edited_at}
         synced = b.synced()
     return {
-        "scenario": "drift-storm",
-        "orgs": args.orgs,
-        "assistants": 2 * args.orgs,
-        "rate": args.rate,
-        "latency_s": args.latency,
+        **headline("drift-storm", args),
         "edited": len(edited),
         "writes": writes_in(calls),
         "writes_are_the_edited": repaired == set(edited),

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from controller.config import Settings
+from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
 from controller.reconcile.observe import ObservedCache
 from controller.runtime import open_runtime
@@ -100,22 +101,18 @@ async def test_a_post_whose_response_is_lost_is_adopted_not_repeated(
             assistant_of_agent(sim, agent_id)
 
 
-async def test_a_refused_post_leaves_no_doubt_behind(
-    settings: Settings, sim: SimulatorState
-) -> None:
+async def test_a_refused_post_leaves_no_doubt_behind(runtime: Runtime, sim: SimulatorState) -> None:
     sim.faults.scripted = [ScriptedFault("400", "POST", "/assistant", count=1)]
-    async with open_runtime(
-        settings, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
-    ) as runtime:
-        async with runtime.engine.begin() as conn:
-            await seed_clinics(conn, 1)
-        first = await reconcile_pass(runtime)
-        async with runtime.engine.connect() as conn:
-            doubts = await conn.execute(
-                text("select count(*) from reconciler.vapi_objects where state = 'creating'")
-            )
-            assert doubts.scalar_one() == 0
-        second = await reconcile_pass(runtime)
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+
+    first = await reconcile_pass(runtime)
+    async with runtime.engine.connect() as conn:
+        doubts = await conn.execute(
+            text("select count(*) from reconciler.vapi_objects where state = 'creating'")
+        )
+        assert doubts.scalar_one() == 0
+    second = await reconcile_pass(runtime)
 
     assert not first.converged
     assert second.converged
