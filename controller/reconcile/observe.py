@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from uuid import UUID
 from controller.core.desired import DesiredOrg
 from controller.core.observed import ObservedAssistant, ObservedTool
 from controller.vapi.client import Resource, VapiClient
+from controller.vapi.listing import Page
 from desired_state.queue import TOOLS_KEY
 
 WATERMARK_SKEW = timedelta(minutes=5)
@@ -133,16 +134,45 @@ class ObservedCache:
         self._confirming: _Confirmation | None = None
 
     async def relist(self) -> set[UUID]:
-        """A complete listing; returns the organizations whose observed state changed."""
-        assistants, tools = await asyncio.gather(
-            self.client.list_all("assistant"), self.client.list_all("tool")
+        """A complete listing, applied to the cache page by page (memory stays at the cache
+        plus one page); then what the listing proved gone is removed. Returns the
+        organizations whose observed state changed (all of them on the first listing)."""
+        seen: dict[Resource, set[str]] = {"assistant": set(), "tool": set()}
+        began: dict[Resource, datetime] = {}
+        touched: set[UUID] = set()
+
+        def absorb(resource: Resource) -> Callable[[Page], None]:
+            def page(items: Page) -> None:
+                if items and resource not in began:  # newest first: Vapi's clock at the start
+                    began[resource] = max(_instant(str(i["createdAt"])) for i in items)
+                seen[resource].update(str(i["id"]) for i in items)
+                touched.update(self._absorb(resource, items))
+
+            return page
+
+        await asyncio.gather(
+            self.client.list_all("assistant", on_page=absorb("assistant")),
+            self.client.list_all("tool", on_page=absorb("tool")),
         )
-        fresh = ObservedState(assistants, tools)
-        touched = _difference(self.state, fresh) if self.listed else fresh.tagged_org_ids()
-        self.state = fresh
+        for resource, ids in seen.items():
+            touched |= self._forget_unseen(resource, ids, began.get(resource))
+            self._advance(resource, [])  # an empty account still starts its watermark
+        first = not self.listed
         self.listed = True
-        self._advance("assistant", assistants)
-        self._advance("tool", tools)
+        return self.state.tagged_org_ids() if first else touched
+
+    def _forget_unseen(
+        self, resource: Resource, seen: set[str], began: datetime | None
+    ) -> set[UUID]:
+        """Deleted in Vapi: cached, not listed, and created before the listing began (an
+        object created since, by a write of ours, may have been missed by the walk)."""
+        cached = self.state.assistants if resource == "assistant" else self.state.tools
+        touched: set[UUID] = set()
+        for found in cached:
+            if found.id in seen:
+                continue
+            if began is None or not found.created_at or _instant(found.created_at) <= began:
+                touched |= self.state.remove(resource, found.id)
         return touched
 
     async def poll(self) -> set[UUID]:
@@ -203,22 +233,6 @@ class ObservedCache:
             start = datetime.now(UTC) - WATERMARK_SKEW
             stamps.append(start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
         self._watermark[resource] = max(stamps, key=_instant)
-
-
-def _difference(old: ObservedState, new: ObservedState) -> set[UUID]:
-    touched: set[UUID] = set()
-    for assistant in old.assistants:
-        now = new.assistant(assistant.id)
-        if now is None or now.body.get("updatedAt") != assistant.body.get("updatedAt"):
-            touched |= {t for t in (assistant.org_tag, now.org_tag if now else None) if t}
-    for assistant in new.assistants:
-        if old.assistant(assistant.id) is None and assistant.org_tag is not None:
-            touched.add(assistant.org_tag)
-    if {(t.id, t.body.get("updatedAt")) for t in old.tools} != {
-        (t.id, t.body.get("updatedAt")) for t in new.tools
-    }:
-        touched.add(TOOLS_KEY)
-    return touched
 
 
 def _newer(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:

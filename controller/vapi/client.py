@@ -83,12 +83,14 @@ class VapiClient:
         *,
         filters: Mapping[str, str] | None = None,
         short_page_ends: bool = False,
+        on_page: Callable[[Page], None] | None = None,
     ) -> Page:
         return await complete_listing(
             lambda params: self._list_page(resource, params),
             limit=self.page_limit,
             filters=filters,
             short_page_ends=short_page_ends,
+            on_page=on_page,
         )
 
     async def get(self, resource: Resource, vapi_id: str) -> dict[str, Any]:

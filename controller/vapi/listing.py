@@ -25,12 +25,17 @@ async def complete_listing(
     limit: int,
     filters: Mapping[str, str] | None = None,
     short_page_ends: bool = False,
+    on_page: Callable[[Page], None] | None = None,
 ) -> Page:
     """Every item matching ``filters``, newest first, each once.
 
     ``short_page_ends``: stop at a page holding fewer items than Vapi's documented cap. Not a
     proof (the cap is not guaranteed), so only for looks whose gaps a later complete listing
-    fills, such as change polls; never to conclude that something does not exist."""
+    fills, such as change polls; never to conclude that something does not exist.
+
+    ``on_page``: each page's new items are handed over as they arrive and not kept (only
+    their ids are, to de-duplicate); the listing then returns nothing. Memory stays at one
+    page whatever the size of the account."""
     seen: dict[str, dict[str, Any]] = {}
     params: dict[str, str | int] = {**(filters or {}), "limit": limit}
     ambiguous_at = min(limit, DOCUMENTED_PAGE_CAP)
@@ -45,11 +50,13 @@ async def complete_listing(
                     method="GET",
                     path="(listing)",
                 )
-            return sorted(seen.values(), key=_created, reverse=True)
+            return [] if on_page else sorted(seen.values(), key=_created, reverse=True)
         for item in fresh:
-            seen[str(item["id"])] = item
+            seen[str(item["id"])] = {} if on_page else item
+        if on_page:
+            on_page(fresh)
         if short_page_ends and len(page) < ambiguous_at:
-            return sorted(seen.values(), key=_created, reverse=True)
+            return [] if on_page else sorted(seen.values(), key=_created, reverse=True)
         oldest = min(page, key=_created)
         params = {**(filters or {}), "limit": limit, "createdAtLe": str(oldest["createdAt"])}
 

@@ -74,3 +74,17 @@ async def test_a_change_poll_may_stop_at_a_short_page() -> None:
     listed = await complete_listing(server, limit=1000, short_page_ends=True)
     assert len(listed) == 30
     assert server.calls == 1
+
+
+async def test_pages_handed_over_as_they_arrive_hold_every_item_once_and_keep_none() -> None:
+    data = items(1000, same_stamp_every=7)
+    handed: list[str] = []
+
+    listed = await complete_listing(
+        CappedServer(data, cap=100),
+        limit=1000,
+        on_page=lambda page: handed.extend(i["id"] for i in page),
+    )
+
+    assert listed == []
+    assert sorted(handed) == sorted(i["id"] for i in data)
