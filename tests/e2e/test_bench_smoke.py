@@ -24,6 +24,7 @@ def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespa
         concurrency=8,
         samples=3,
         minutes=0.01,
+        skip_cold_observe=False,
         timeout=120.0,
     )
 
