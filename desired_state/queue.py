@@ -113,17 +113,27 @@ async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> 
 async def renew(
     conn: AsyncConnection, claims: Iterable[Claim], *, lease_seconds: float
 ) -> set[UUID]:
-    """Extend the leases still ours; returns the organizations whose lease was lost."""
+    """Extend the leases still held; returns the organizations whose lease was lost (another
+    replica took the row over). A row completed meanwhile keeps its token but has no owner:
+    it is neither renewed (that would hide it from every claim until the lease ran out) nor
+    lost."""
     held = list(claims)
     if not held:
         return set()
     rows = await conn.execute(
         text("""
-            update reconciler.work_items w
-            set lease_expires_at = now() + make_interval(secs => :lease)
-            from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[])) as c(org_id, token)
-            where w.org_id = c.org_id and w.fencing_token = c.token
-            returning w.org_id
+            with ours as (
+              select w.org_id, w.lease_owner is not null as held
+              from reconciler.work_items w
+              join unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[])) as c(org_id, token)
+                on w.org_id = c.org_id and w.fencing_token = c.token
+              for update of w
+            ), renewed as (
+              update reconciler.work_items w
+              set lease_expires_at = now() + make_interval(secs => :lease)
+              from ours where w.org_id = ours.org_id and ours.held
+            )
+            select org_id from ours
         """),
         {
             "lease": lease_seconds,

@@ -160,3 +160,33 @@ async def test_a_group_commit_records_only_the_claims_still_held(runtime: Runtim
         statuses = {row["org_id"]: row for row in await load_status(conn)}
     assert set(statuses) == {c.org_id for c in held} - {taken_over.org_id}
     assert {(s["state"], s["consecutive_failures"]) for s in statuses.values()} == {("failed", 1)}
+
+
+async def test_renewing_a_claim_completed_meanwhile_neither_hides_nor_loses_its_row(
+    runtime: Runtime,
+) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    await settle_tools(runtime.engine)
+    (claimed,) = await claim(runtime.engine, "a")
+    assert await complete(runtime.engine, claimed, due_in=0)
+
+    async with runtime.engine.begin() as conn:  # the heartbeat raced the completion
+        lost = await queue.renew(conn, [claimed], lease_seconds=60)
+
+    assert lost == set()
+    assert [c.org_id for c in await claim(runtime.engine, "b")] == [claimed.org_id]
+
+
+async def test_renewing_a_claim_taken_over_reports_it_lost(runtime: Runtime) -> None:
+    async with runtime.engine.begin() as conn:
+        await seed_clinics(conn, 1)
+    await settle_tools(runtime.engine)
+    (stale,) = await claim(runtime.engine, "a", lease=0.2)
+    await asyncio.sleep(0.3)
+    await claim(runtime.engine, "b")
+
+    async with runtime.engine.begin() as conn:
+        lost = await queue.renew(conn, [stale], lease_seconds=60)
+
+    assert lost == {stale.org_id}
