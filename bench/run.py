@@ -42,6 +42,8 @@ TOOLS = 6
 PAGE_CAP = 100
 WRITES = ("POST", "PATCH", "DELETE")
 POLL_SECONDS = 10.0
+SOAK_RESYNC, SOAK_RELIST = 60.0, 600.0
+"""The soak runs the production schedule (config.toml's relist) with a short resync."""
 RELIST_SECONDS = 3600.0
 """The full relist (deletions) is its own cost, measured by the cold observe: kept out of the
 pass figures, where at 100,000 assistants it would overlap the pass by chance."""
@@ -187,10 +189,13 @@ def daemon(
     burst: int,
     concurrency: int,
     resync: float = 3600,
+    relist: float = RELIST_SECONDS,
     name: str = "bench",
 ) -> Iterator[subprocess.Popen[str]]:
     config = b.workdir / f"{name}.toml"
-    write_config(config, rate=rate, burst=burst, concurrency=concurrency, resync=resync)
+    write_config(
+        config, rate=rate, burst=burst, concurrency=concurrency, resync=resync, relist=relist
+    )
     env = {
         **os.environ,
         "DATABASE_URL": b.url,
@@ -235,12 +240,18 @@ def headline(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def write_config(
-    path: Path, *, rate: float, burst: int, concurrency: int, resync: float = 3600
+    path: Path,
+    *,
+    rate: float,
+    burst: int,
+    concurrency: int,
+    resync: float = 3600,
+    relist: float = RELIST_SECONDS,
 ) -> None:
     """The daemon's config.toml; rewriting it is picked up by its hot reload."""
     path.write_text(
         f"[vapi]\nrate_limit_per_second = {rate}\nburst = {burst}\n"
-        f"poll_interval_seconds = {POLL_SECONDS}\nrelist_interval_seconds = {RELIST_SECONDS}\n"
+        f"poll_interval_seconds = {POLL_SECONDS}\nrelist_interval_seconds = {relist}\n"
         f"[controller]\nconcurrency = {concurrency}\nresync_interval_seconds = {resync}\n"
         f'resync_jitter = 0.0\n[server]\nlisten = "127.0.0.1:0"\n'
     )
@@ -320,12 +331,12 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
 
 @contextmanager
 def converged(
-    b: Bench, args: argparse.Namespace, *, resync: float = 3600
+    b: Bench, args: argparse.Namespace, *, resync: float = 3600, relist: float = RELIST_SECONDS
 ) -> Iterator[tuple[subprocess.Popen[str], float]]:
     """A daemon that converged the seeded account without limits, then runs at the
     scenario's rate and latency (simulator and, through hot reload, the daemon)."""
     minimum = TOOLS + 2 * args.orgs
-    with daemon(b, rate=5000, burst=200, concurrency=16, resync=resync) as d:
+    with daemon(b, rate=5000, burst=200, concurrency=16, resync=resync, relist=relist) as d:
         setup = wait_for(
             lambda: b.synced() == args.orgs and writes_in(b.requests()) >= minimum,
             args.timeout,
@@ -338,6 +349,7 @@ def converged(
             burst=args.burst,
             concurrency=args.concurrency,
             resync=resync,
+            relist=relist,
         )
         time.sleep(2.0)  # reloaded within a second (a changed [controller] revisits all)
         wait_for(b.idle, args.timeout, "the queue to settle after the reload")
@@ -400,7 +412,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[dict[str, float]] = []
     with (
         bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b,
-        converged(b, args, resync=60) as (d, _),
+        converged(b, args, resync=SOAK_RESYNC, relist=SOAK_RELIST) as (d, _),
     ):
         start, cpu, before = time.monotonic(), cpu_seconds(d.pid), b.requests()
         while (elapsed := time.monotonic() - start) < 60 * args.minutes:
@@ -420,7 +432,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         "scenario": "soak",
         "orgs": args.orgs,
         "minutes": args.minutes,
-        "resync_interval_s": 60,
+        "resync_interval_s": SOAK_RESYNC,
+        "relist_interval_s": SOAK_RELIST,
         "rss_mb_warm": warm["rss_mb"],
         "rss_mb_last": last["rss_mb"],
         "rss_mb_max": max(s["rss_mb"] for s in samples),
