@@ -16,6 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 NEVER_PAGE = ("observe_mode", "paused")
+PAGE_AT_ONCE = ("ownership_conflict",)
+"""Reasons that page without waiting for the threshold: a forged or swapped assistant id is
+a security event, not drift that may clear by itself."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,17 @@ async def open_incidents(
               and s.unreconciled_since is not null
               and coalesce(s.reason, '') <> all(cast(:never as text[]))
               and (s.unreconciled_since <= now() - make_interval(secs => :after)
-                   or (:failures > 0 and s.consecutive_failures >= :failures))
+                   or (:failures > 0 and s.consecutive_failures >= :failures)
+                   or s.reason = any(cast(:at_once as text[])))
             on conflict (key) where status = 'firing' do nothing
             returning id
         """),
-        {"after": after_seconds, "failures": failures, "never": list(NEVER_PAGE)},
+        {
+            "after": after_seconds,
+            "failures": failures,
+            "never": list(NEVER_PAGE),
+            "at_once": list(PAGE_AT_ONCE),
+        },
     )
     ids = [row.id for row in opened]
     await _queue(conn, ids, sinks, "firing")

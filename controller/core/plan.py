@@ -29,7 +29,7 @@ from controller.core.actions import (
 )
 from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredTool, fingerprint
 from controller.core.drift import FieldChange, drift
-from controller.core.observed import ObservedAssistant, ObservedTool
+from controller.core.observed import MANAGED_BY, ObservedAssistant, ObservedTool
 from controller.core.render import (
     InvalidAgentError,
     InvalidToolError,
@@ -170,6 +170,11 @@ def _ownership_conflict(
         current = by_id.get(vid)
         if current is None or not current.has_org_tag:
             continue
+        if not current.is_managed:
+            return (
+                f"agent {agent.agent_id} names assistant {vid}, which carries an org_id tag "
+                f"but is not managed by {MANAGED_BY}"
+            )
         if current.org_tag != org_id:
             return (
                 f"agent {agent.agent_id} names assistant {vid}, which is tagged for another "
@@ -192,7 +197,11 @@ def _find_assistant(
     if agent.vapi_assistant_id and agent.vapi_assistant_id in by_id:
         return by_id[agent.vapi_assistant_id]
     tagged = sorted(
-        (a for a in observed if a.org_tag == org_id and a.agent_tag == agent.agent_id),
+        (
+            a
+            for a in observed
+            if a.is_managed and a.org_tag == org_id and a.agent_tag == agent.agent_id
+        ),
         key=lambda a: a.created_at,
     )
     return tagged[0] if tagged else None

@@ -15,6 +15,7 @@ from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
 from controller.simulator import ScriptedFault, SimulatorState
 from desired_state.sample import SampleOrg, seed_clinics
+from desired_state.tables import agents
 from tests.conftest import TEST_KEY
 from tests.integration.helpers import status_of, with_controller
 from tests.receiver import Receiver
@@ -185,3 +186,30 @@ async def test_chat_goes_through_apprise(
     (message,) = [r.body for r in receiver.received if r.path == "/chat"]
     assert message["title"] == f"Unreconciled: organization {clinic.org_id} (vapi_rejected)"
     assert "injected" in message["message"]
+
+
+async def test_a_forged_assistant_id_pages_at_once_with_ownership_conflict(
+    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with runtime.engine.begin() as conn:
+        victim, attacker = await seed_clinics(conn, 2)
+    await reconcile_pass(runtime)
+    stolen = next(
+        a["id"]
+        for a in sim.objects["assistant"].values()
+        if a["metadata"]["org_id"] == str(victim.org_id)
+    )
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            agents.update()
+            .where(agents.c.id == attacker.agent_ids[0])
+            .values(vapi_assistant_id=stolen, system_prompt="forged")
+        )
+    await reconcile_pass(runtime)
+
+    await round_of(alerter(runtime, receiver, unreconciled_after_seconds=600))
+
+    assert receiver.events() == ["firing"]
+    page = receiver.received[0].body
+    assert (page["org_id"], page["reason"]) == (str(attacker.org_id), "ownership_conflict")
+    assert stolen in page["last_error"]

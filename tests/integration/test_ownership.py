@@ -142,3 +142,71 @@ async def test_assistants_the_controller_does_not_own_are_never_touched(
     assert foreign_tool["id"] not in touched
     assert foreign["id"] in sim.objects["assistant"]
     assert foreign_tool["id"] in sim.objects["tool"]
+
+
+async def test_an_id_naming_an_assistant_another_system_tagged_for_this_org_blocks_it(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    """An org_id tag alone is not ownership: without ``managed_by`` it is someone else's."""
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    lookalike = sim.create(
+        "assistant",
+        {**LEGACY_BODY, "metadata": {"org_id": str(clinic.org_id), "managed_by": "crm-sync"}},
+    )
+    snapshot = dict(sim.objects["assistant"][lookalike["id"]])
+    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id=lookalike["id"])
+    sim.writes.clear()
+
+    outcome = await reconcile_pass(runtime)
+
+    assert not outcome.converged
+    assert writes(sim, resource="assistant") == []
+    assert sim.objects["assistant"][lookalike["id"]] == snapshot
+    status = await status_of(runtime, clinic.org_id)
+    assert (status["state"], status["reason"]) == ("blocked", "ownership_conflict")
+    assert "not managed by vapi-reconciler" in status["message"]
+
+
+async def test_tags_without_managed_by_are_never_adopted_by_tag_alone(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with runtime.engine.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    tags = {"org_id": str(clinic.org_id), "agent_id": str(clinic.agent_ids[0])}
+    lookalike = sim.create("assistant", {**LEGACY_BODY, "metadata": tags})
+    snapshot = dict(sim.objects["assistant"][lookalike["id"]])
+    sim.writes.clear()
+
+    outcome = await reconcile_pass(with_controller(runtime, prune=True))
+
+    assert outcome.converged
+    assert sim.objects["assistant"][lookalike["id"]] == snapshot
+    assert len(writes(sim, "POST", "assistant")) == 2
+    linked = (await agent_row(runtime, clinic.agent_ids[0]))["vapi_assistant_id"]
+    assert linked != lookalike["id"]
+
+
+async def test_duplicated_ids_across_orgs_never_end_up_shared(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    """Two organizations naming one id that Vapi does not know each get their own assistant."""
+    async with runtime.engine.begin() as conn:
+        first, second = await seed_clinics(conn, 2)
+    ghost = str(uuid.uuid4())
+    await update_agent(runtime, first.agent_ids[0], vapi_assistant_id=ghost)
+    await update_agent(runtime, second.agent_ids[0], vapi_assistant_id=ghost)
+
+    outcome = await reconcile_pass(runtime)
+
+    assert outcome.converged
+    ids = {
+        (await agent_row(runtime, agent))["vapi_assistant_id"]
+        for agent in (first.agent_ids[0], second.agent_ids[0])
+    }
+    assert len(ids) == 2
+    assert ghost not in ids
+    assert assistant_of_agent(sim, first.agent_ids[0])["metadata"]["org_id"] == str(first.org_id)
+    assert assistant_of_agent(sim, second.agent_ids[0])["metadata"]["org_id"] == str(
+        second.org_id
+    )
