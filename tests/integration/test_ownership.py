@@ -207,6 +207,4 @@ async def test_duplicated_ids_across_orgs_never_end_up_shared(
     assert len(ids) == 2
     assert ghost not in ids
     assert assistant_of_agent(sim, first.agent_ids[0])["metadata"]["org_id"] == str(first.org_id)
-    assert assistant_of_agent(sim, second.agent_ids[0])["metadata"]["org_id"] == str(
-        second.org_id
-    )
+    assert assistant_of_agent(sim, second.agent_ids[0])["metadata"]["org_id"] == str(second.org_id)
