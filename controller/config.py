@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -93,7 +94,37 @@ class Settings(_Section):
     defaults: DefaultsSettings = DefaultsSettings()
     database: DatabaseSettings = DatabaseSettings()
     server: ServerSettings = ServerSettings()
-    backend_url: str = "http://localhost:8000"
+    environment: Literal["production", "development"] = "production"
+    backend_url: str = ""
+
+    @field_validator("backend_url")
+    @classmethod
+    def _a_plain_base_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry credentials: Vapi would store them in every body")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or a fragment: paths are appended to it")
+        return value
+
+    @model_validator(mode="after")
+    def _https_outside_development(self) -> Self:
+        if self.backend_url.startswith("http://") and self.environment != "development":
+            raise ValueError(
+                "backend_url: webhook targets must be https outside development "
+                '(set environment = "development" to allow http)'
+            )
+        return self
+
+    def require_backend_url(self) -> str:
+        """The base of every webhook URL the controller writes; refuses to go on without it."""
+        if not self.backend_url:
+            raise ConfigError("BACKEND_URL is not set (or backend_url in the config file)")
+        return self.backend_url
 
     def is_paused(self, org_id: UUID) -> bool:
         return self.controller.paused or org_id in self.controller.paused_orgs
@@ -126,7 +157,8 @@ def load_settings(path: Path, *, environ: dict[str, str] | None = None) -> Setti
         return Settings.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            ": ".join(filter(None, (".".join(str(p) for p in err["loc"]), err["msg"])))
+            for err in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from None
 

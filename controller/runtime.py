@@ -23,6 +23,7 @@ async def open_runtime(
     transport: httpx.AsyncBaseTransport | None = None,
     observer: Callable[[str, str, str, float], None] | None = None,
 ) -> AsyncIterator[Runtime]:
+    settings.require_backend_url()
     register_secret(key)
     vapi = settings.vapi
     engine = async_engine(settings.database.url, pool_size=settings.controller.concurrency + 2)

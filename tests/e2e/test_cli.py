@@ -81,3 +81,15 @@ def test_a_missing_key_and_a_bad_config_fail_with_one_line(cli: Cli) -> None:
     assert bad.returncode == 1
     assert bad.stderr.startswith("error:")
     assert "controller.mode" in bad.stderr
+
+
+def test_an_http_backend_outside_development_refuses_to_start(cli: Cli) -> None:
+    plain = Cli({**cli.env, "BACKEND_URL": "http://backend.internal"}, cli.cwd)
+    for command in ("run", "reconcile", "plan"):
+        result = plain(command, timeout=30)
+        assert result.returncode == 1, command
+        assert "https outside development" in result.stderr
+    unset = Cli({k: v for k, v in cli.env.items() if k != "BACKEND_URL"}, cli.cwd)
+    result = unset("run", timeout=30)
+    assert result.returncode == 1
+    assert "BACKEND_URL is not set" in result.stderr

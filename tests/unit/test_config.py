@@ -21,6 +21,32 @@ def test_the_shipped_config_file_is_valid() -> None:
     assert load_settings(shipped, environ={}).controller.paused is False
 
 
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"BACKEND_URL": "http://api.platform.example"}, "https outside development"),
+        ({"BACKEND_URL": "https://user:pw@api.platform.example"}, "credentials"),
+        ({"BACKEND_URL": "https://api.platform.example/?next=evil"}, "query"),
+        ({"BACKEND_URL": "ftp://api.platform.example"}, "absolute http"),
+        ({"BACKEND_URL": "api.platform.example"}, "absolute http"),
+    ],
+)
+def test_a_webhook_base_that_is_not_plain_https_is_refused(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(tmp_path / "absent.toml", environ=environ)
+
+
+def test_http_webhooks_only_in_development(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('environment = "development"\n')
+    settings = load_settings(path, environ={"BACKEND_URL": "http://localhost:8000"})
+    assert settings.require_backend_url() == "http://localhost:8000"
+    with pytest.raises(ConfigError, match="BACKEND_URL is not set"):
+        load_settings(path, environ={}).require_backend_url()
+
+
 def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[database]\nurl = "postgresql://file/db"\n[vapi]\nbase_url = "http://f"\n')
