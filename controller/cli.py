@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -20,11 +20,18 @@ from controller.config import ConfigError, Settings, load_settings
 from controller.logs import configure_logging
 from controller.progress import progress_bar
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
-from controller.report import plan_json, plan_text, status_rows_sorted, status_table
+from controller.report import (
+    findings_table,
+    plan_json,
+    plan_text,
+    status_rows_sorted,
+    status_table,
+)
 from controller.runtime import open_runtime
 from controller.secret import MissingKeyError, read_master_key, redact
 from controller.vapi.errors import VapiError
 from desired_state.engine import DatabaseURLError, async_engine
+from desired_state.findings import Finding, load_findings
 from desired_state.load import load_status
 from desired_state.migrate import migrate as run_migrations
 
@@ -172,20 +179,31 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
 def status(config_path: Path, as_json: bool) -> None:
     """Each organization's state, unreconciled ones first."""
     settings = load_settings(config_path)
-    rows = status_rows_sorted(asyncio.run(_read_status(settings)))
+    found, findings = asyncio.run(_read_status(settings))
+    rows = status_rows_sorted(found)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    _console().print(status_table(rows))
+    console = _console()
+    console.print(status_table(rows))
+    if findings:
+        console.print(findings_table(findings))
 
 
-async def _read_status(settings: Settings) -> list[dict[str, Any]]:
+async def _read_status(settings: Settings) -> tuple[list[dict[str, Any]], Sequence[Finding]]:
     engine = async_engine(settings.database.url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            return await load_status(conn)
+            findings = await load_findings(conn)
+            rows = await load_status(conn)
     finally:
         await engine.dispose()
+    where: dict[UUID, list[str]] = {}
+    for finding in findings:
+        where.setdefault(finding.org_id, []).append(finding.location)
+    for row in rows:
+        row["security_findings"] = where.get(row["org_id"], [])
+    return rows, findings
 
 
 @main.command()

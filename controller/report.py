@@ -25,6 +25,7 @@ from controller.core.actions import (
 )
 from controller.core.drift import FieldChange
 from controller.reconcile.full_pass import PassPlan
+from desired_state.findings import Finding
 
 SHORT = 80
 STATE_ORDER = {"failed": 0, "blocked": 1, "progressing": 2, "paused": 3, "synced": 4}
@@ -123,6 +124,16 @@ def status_table(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = No
             synced.strftime("%Y-%m-%d %H:%M:%S") if synced else "never",
             (row["message"] or "")[:200],
         )
+    return table
+
+
+def findings_table(findings: Sequence[Finding]) -> Table:
+    """Security findings by where they are (never what they hold)."""
+    table = Table(title=f"{len(findings)} security findings: remove these from the platform")
+    for column in ("organization", "kind", "where"):
+        table.add_column(column, overflow="fold")
+    for finding in findings:
+        table.add_row(str(finding.org_id), finding.kind, finding.location)
     return table
 
 

@@ -77,7 +77,7 @@ org_tools = Table(
 integrations = Table(
     "integrations",
     platform,
-    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=func.gen_random_uuid()),
     Column("org_id", UUID(as_uuid=True), ForeignKey("organizations.id"), nullable=False),
     Column("provider", Text, nullable=False),
     Column("config", JSONB, nullable=False),
@@ -215,4 +215,14 @@ alert_deliveries = Table(
     CheckConstraint("event in ('firing', 'resolved')", name="alert_deliveries_event_check"),
     UniqueConstraint("alert_id", "sink", "event", name="alert_deliveries_once"),
     Index("alert_deliveries_due", "next_attempt_at", postgresql_where=text("delivered_at is null")),
+)
+
+security_findings = Table(
+    "security_findings",
+    own,
+    Column("org_id", UUID(as_uuid=True), primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("location", Text, primary_key=True),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -35,11 +35,13 @@ from controller.daemon.reload import ConfigWatcher
 from controller.daemon.settle import Finished, Settler
 from controller.daemon.work import Worker
 from controller.reconcile.converge import Runtime
+from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.status import Recorded
 from controller.secret import redact
 from controller.vapi.errors import VapiError
 from desired_state import queue
+from desired_state.findings import PER_ORG_VAPI_KEY
 from desired_state.load import load_desired, load_state_counts
 from desired_state.queue import TOOLS_KEY, Claim, Completion
 
@@ -126,6 +128,7 @@ class Daemon:
                 await self._heartbeat()
                 async with self.runtime.engine.begin() as conn:
                     await queue.ensure_rows(conn)
+                await self._scan_findings()
                 touched = await self.cache.relist()
                 self.health.vapi_ok = True
                 await self._mark_due(touched)
@@ -273,6 +276,7 @@ class Daemon:
             (self._relist_vapi, relist, relist * 0.1),
             (self._heartbeat, beat, 0),
             (self._sweep, settings.controller.resync_interval_seconds, 0),
+            (self._scan_findings, settings.controller.resync_interval_seconds, 0),
             (self._check_config, settings.controller.reload_interval_seconds, 0),
             (self._evaluate_alerts, settings.alerting.evaluate_interval_seconds, 0),
             (self._deliver_alerts, 1.0, 0),
@@ -369,6 +373,14 @@ class Daemon:
                 await queue.ensure_rows(conn, self.cache.state.tagged_org_ids())
         except (DBAPIError, OSError) as exc:
             self.health.failure(exc)
+
+    async def _scan_findings(self) -> None:
+        try:
+            found = await report_findings(self.runtime.engine)
+        except (DBAPIError, OSError) as exc:
+            self.health.failure(exc)
+            return
+        self.metrics.security_findings.labels(PER_ORG_VAPI_KEY).set(found[PER_ORG_VAPI_KEY])
 
     async def _check_config(self) -> None:
         self._reload(force=False)

@@ -75,6 +75,13 @@ class Metrics:
             registry=r,
         )
 
+        self.security_findings = Gauge(
+            f"{PREFIX}_security_findings",
+            "Security findings by kind (per-organization Vapi keys in integrations).",
+            ["kind"],
+            registry=r,
+        )
+
     def observe_vapi(self, method: str, route: str, status: str, seconds: float) -> None:
         self.vapi_requests.labels(method, route, status).inc()
         self.vapi_seconds.labels(method, route).observe(seconds)

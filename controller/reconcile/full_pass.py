@@ -27,6 +27,7 @@ from controller.core.outcome import OrgOutcome, PassOutcome
 from controller.core.plan import PruneDecision, guard_prune, plan_org, plan_tools
 from controller.reconcile.apply import Applier
 from controller.reconcile.converge import Runtime, assistant_context, converge_org
+from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedState, observe, org_ids_to_visit
 from controller.reconcile.status import Recorded, record_outcomes
 from desired_state.load import load_desired, load_tool_ids
@@ -84,6 +85,7 @@ async def reconcile_pass(
 ) -> PassOutcome:
     reconcile_id = uuid.uuid4().hex[:12]
     outcome = PassOutcome(reconcile_id)
+    await report_findings(runtime.engine)
     desired, observed = await _load_and_observe(runtime, org_ids)
     applier = Applier(runtime.client, runtime.engine, reconcile_id, observed)
     tools = plan_tools_for(runtime.settings, desired, observed)

@@ -86,7 +86,9 @@ async def _with_faults(
 async def _gate(
     state: SimulatorState, request: Request, method: str, route: str
 ) -> Response | None:
-    if request.headers.get("authorization") != f"Bearer {state.account_key}":
+    presented = request.headers.get("authorization", "")
+    state.credentials[presented] += 1
+    if presented != f"Bearer {state.account_key}":
         return _error(
             401,
             "Invalid Key. Hot tip, you may be using the private key instead of "

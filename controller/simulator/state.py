@@ -77,6 +77,8 @@ class SimulatorState:
     arrivals: list[float] = field(default_factory=list)
     """``time.monotonic()`` of every request received, for rate checks."""
     writes: list[Write] = field(default_factory=list)
+    credentials: Counter[str] = field(default_factory=Counter)
+    """Authorization header values presented, valid or not: which keys a client used."""
     _seq: itertools.count[int] = field(default_factory=itertools.count)
 
     # -- reads ---------------------------------------------------------------------------
