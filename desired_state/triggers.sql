@@ -2,9 +2,12 @@
 -- row due and sends NOTIFY vapi_reconciler (a wake-up hint; the row is the guarantee).
 -- Installed by every `migrate` once the platform tables exist; idempotent.
 -- The controller's own write (agents.vapi_assistant_id) does not count as a change.
+-- The functions run as their owner (SECURITY DEFINER, fixed search_path with pg_temp last)
+-- so the platform's roles need no grant on the reconciler schema; nobody may call them
+-- directly (triggers check EXECUTE when they are created, not when they fire).
 
 create or replace function reconciler.on_org_change() returns trigger
-language plpgsql security definer set search_path = pg_catalog, reconciler as $$
+language plpgsql security definer set search_path = pg_catalog, reconciler, pg_temp as $$
 begin
   if tg_op in ('UPDATE', 'DELETE') then perform reconciler.enqueue(old.id); end if;
   if tg_op in ('INSERT', 'UPDATE') then perform reconciler.enqueue(new.id); end if;
@@ -12,7 +15,7 @@ begin
 end $$;
 
 create or replace function reconciler.on_agent_change() returns trigger
-language plpgsql security definer set search_path = pg_catalog, reconciler as $$
+language plpgsql security definer set search_path = pg_catalog, reconciler, pg_temp as $$
 begin
   if tg_op in ('UPDATE', 'DELETE') then perform reconciler.enqueue(old.org_id); end if;
   if tg_op = 'INSERT' or (tg_op = 'UPDATE' and new.org_id is distinct from old.org_id) then
@@ -22,7 +25,7 @@ begin
 end $$;
 
 create or replace function reconciler.on_tool_change() returns trigger
-language plpgsql security definer set search_path = pg_catalog, reconciler as $$
+language plpgsql security definer set search_path = pg_catalog, reconciler, pg_temp as $$
 begin
   perform reconciler.enqueue('00000000-0000-0000-0000-000000000000'::uuid);
   return null;
@@ -50,3 +53,7 @@ drop trigger if exists vapi_reconciler_tool_change on reconciler.tool_definition
 create trigger vapi_reconciler_tool_change
   after insert or update or delete on reconciler.tool_definitions
   for each statement execute function reconciler.on_tool_change();
+
+revoke execute on function reconciler.on_org_change() from public;
+revoke execute on function reconciler.on_agent_change() from public;
+revoke execute on function reconciler.on_tool_change() from public;

@@ -47,12 +47,13 @@ def _toml(value: Any) -> str:
 
 
 @pytest.fixture
-def daemons(database_url: str, simulator_url: str, tmp_path: Path) -> Iterator[Any]:
+def daemons(controller_url: str, simulator_url: str, tmp_path: Path) -> Iterator[Any]:
+    """Daemons run under the least-privilege role (deploy/postgres/controller-role.sql)."""
     started: list[DaemonProcess] = []
 
     def start(name: str = "a", body: str | None = None) -> DaemonProcess:
         daemon = DaemonProcess(
-            database_url=database_url,
+            database_url=controller_url,
             simulator_url=simulator_url,
             workdir=tmp_path,
             name=name,

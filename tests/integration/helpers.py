@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import ControllerSettings
 from controller.reconcile.converge import Runtime
@@ -58,8 +59,9 @@ async def status_of(runtime: Runtime, org_id: UUID) -> dict[str, Any]:
     return dict(row)
 
 
-async def update_agent(runtime: Runtime, agent_id: UUID, **values: Any) -> None:
-    async with runtime.engine.begin() as conn:
+async def update_agent(platform: AsyncEngine, agent_id: UUID, **values: Any) -> None:
+    """The platform edits an agent row (the controller's role may not)."""
+    async with platform.begin() as conn:
         await conn.execute(update(agents).where(agents.c.id == agent_id).values(**values))
 
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.alerting.alerter import Alerter
 from controller.alerting.payloads import signature
@@ -53,9 +54,11 @@ def reject_creates(sim: SimulatorState) -> None:
     sim.faults.scripted = [ScriptedFault("400", "POST", "/assistant", count=10_000)]
 
 
-async def failing_past_threshold(runtime: Runtime, sim: SimulatorState) -> SampleOrg:
+async def failing_past_threshold(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
+) -> SampleOrg:
     """One organization whose assistants Vapi rejects, unreconciled past the threshold."""
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     reject_creates(sim)
     await reconcile_pass(runtime)
@@ -64,9 +67,9 @@ async def failing_past_threshold(runtime: Runtime, sim: SimulatorState) -> Sampl
 
 
 async def test_a_rejected_org_pages_once_after_the_threshold_and_resolves_once(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     reject_creates(sim)
     await reconcile_pass(runtime)
@@ -95,9 +98,9 @@ async def test_a_rejected_org_pages_once_after_the_threshold_and_resolves_once(
 
 
 async def test_a_restart_or_a_second_replica_never_pages_twice(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    await failing_past_threshold(runtime, sim)
+    await failing_past_threshold(platform, runtime, sim)
 
     await round_of(alerter(runtime, receiver), alerter(runtime, receiver))
     restarted = alerter(runtime, receiver)
@@ -111,9 +114,9 @@ async def test_a_restart_or_a_second_replica_never_pages_twice(
 
 
 async def test_a_paused_org_does_not_page(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     reject_creates(sim)
     await reconcile_pass(with_controller(runtime, paused_orgs=[clinic.org_id]))
@@ -126,9 +129,9 @@ async def test_a_paused_org_does_not_page(
 
 
 async def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    await failing_past_threshold(runtime, sim)
+    await failing_past_threshold(platform, runtime, sim)
     watcher = alerter(runtime, receiver)
     receiver.mode = "down"
 
@@ -142,9 +145,9 @@ async def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(
 
 
 async def test_the_webhook_signature_verifies_with_the_secret_and_not_another(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    await failing_past_threshold(runtime, sim)
+    await failing_past_threshold(platform, runtime, sim)
 
     await round_of(alerter(runtime, receiver))
 
@@ -155,9 +158,9 @@ async def test_the_webhook_signature_verifies_with_the_secret_and_not_another(
 
 
 async def test_alertmanager_gets_starts_and_ends_at(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    await failing_past_threshold(runtime, sim)
+    await failing_past_threshold(platform, runtime, sim)
     watcher = alerter(runtime, receiver, webhook_url="", alertmanager_url=receiver.url)
 
     await round_of(watcher)
@@ -172,9 +175,9 @@ async def test_alertmanager_gets_starts_and_ends_at(
 
 
 async def test_chat_goes_through_apprise(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    clinic = await failing_past_threshold(runtime, sim)
+    clinic = await failing_past_threshold(platform, runtime, sim)
     settings = AlertingSettings(unreconciled_after_seconds=THRESHOLD)
     chat_url = receiver.url.replace("http://", "json://") + "/chat"
     watcher = Alerter(
@@ -189,9 +192,9 @@ async def test_chat_goes_through_apprise(
 
 
 async def test_a_forged_assistant_id_pages_at_once_with_ownership_conflict(
-    runtime: Runtime, sim: SimulatorState, receiver: Receiver
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         victim, attacker = await seed_clinics(conn, 2)
     await reconcile_pass(runtime)
     stolen = next(
@@ -199,7 +202,7 @@ async def test_a_forged_assistant_id_pages_at_once_with_ownership_conflict(
         for a in sim.objects["assistant"].values()
         if a["metadata"]["org_id"] == str(victim.org_id)
     )
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await conn.execute(
             agents.update()
             .where(agents.c.id == attacker.agent_ids[0])

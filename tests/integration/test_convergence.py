@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
@@ -31,9 +32,9 @@ TOOL_NAMES = {
 
 
 async def test_cold_start_converges_every_org_with_one_tool_per_definition(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinics = await seed_clinics(conn, 5)
 
     outcome = await reconcile_pass(runtime)
@@ -61,13 +62,13 @@ async def test_cold_start_converges_every_org_with_one_tool_per_definition(
 
 
 async def test_a_second_pass_right_after_convergence_writes_nothing(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinics = await seed_clinics(conn, 3)
     # Vapi stores some values differently from how they were sent (trailing whitespace).
-    await update_agent(runtime, clinics[0].agent_ids[0], first_message="Hello there!   ")
-    await update_agent(runtime, clinics[1].agent_ids[0], temperature=None, max_tokens=None)
+    await update_agent(platform, clinics[0].agent_ids[0], first_message="Hello there!   ")
+    await update_agent(platform, clinics[1].agent_ids[0], temperature=None, max_tokens=None)
     await reconcile_pass(runtime)
     before = len(sim.writes)
 
@@ -79,16 +80,16 @@ async def test_a_second_pass_right_after_convergence_writes_nothing(
 
 
 async def test_an_edited_prompt_is_one_patch_with_the_full_model(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 2))[0]
     await reconcile_pass(runtime)
     agent_id = clinic.agent_ids[0]
     links = sorted(assistant_of_agent(sim, agent_id)["model"]["toolIds"])
     before = len(sim.writes)
 
-    await update_agent(runtime, agent_id, system_prompt="You are a new receptionist.")
+    await update_agent(platform, agent_id, system_prompt="You are a new receptionist.")
     await reconcile_pass(runtime)
 
     new = sim.writes[before:]
@@ -105,9 +106,9 @@ async def test_an_edited_prompt_is_one_patch_with_the_full_model(
 
 
 async def test_drift_made_behind_the_controllers_back_is_planned_then_corrected(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     await reconcile_pass(runtime)
     first, second = (assistant_of_agent(sim, a) for a in clinic.agent_ids)
@@ -152,9 +153,9 @@ async def test_drift_made_behind_the_controllers_back_is_planned_then_corrected(
 
 
 async def test_a_tool_definition_change_patches_the_tool_in_place_and_keeps_every_link(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinics = await seed_clinics(conn, 3)
     await reconcile_pass(runtime)
     tool_ids_before = set(sim.objects["tool"])
@@ -219,8 +220,10 @@ async def test_a_poll_answer_older_than_a_write_of_ours_does_not_roll_the_cache_
     assert cache.state.assistant(created["id"]).body["name"] == "Written by us"  # type: ignore[union-attr]
 
 
-async def test_a_pass_reports_its_progress_organization_by_organization(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_a_pass_reports_its_progress_organization_by_organization(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 4)
     seen: list[tuple[int, int]] = []
 

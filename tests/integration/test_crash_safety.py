@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import Settings
 from controller.reconcile.converge import Runtime
@@ -47,11 +48,11 @@ class DiesAfterPost(httpx.AsyncBaseTransport):
 
 @pytest.mark.parametrize("path", ["/assistant", "/tool"])
 async def test_a_crash_between_the_post_and_the_database_write_leaves_no_duplicate(
-    settings: Settings, sim: SimulatorState, path: str
+    platform: AsyncEngine, settings: Settings, sim: SimulatorState, path: str
 ) -> None:
     dying = DiesAfterPost(SimulatorTransport(sim), path=path, nth=1)
     async with open_runtime(settings, key=MasterKey(TEST_KEY), transport=dying) as runtime:
-        async with runtime.engine.begin() as conn:
+        async with platform.begin() as conn:
             clinics = await seed_clinics(conn, 2)
         with pytest.raises(ProcessDied):
             await reconcile_pass(runtime)
@@ -75,7 +76,7 @@ async def test_a_crash_between_the_post_and_the_database_write_leaves_no_duplica
 @pytest.mark.parametrize("fault", ["drop", "timeout"])
 @pytest.mark.parametrize("route", ["/assistant", "/tool"])
 async def test_a_post_whose_response_is_lost_is_adopted_not_repeated(
-    settings: Settings, sim: SimulatorState, fault: str, route: str
+    platform: AsyncEngine, settings: Settings, sim: SimulatorState, fault: str, route: str
 ) -> None:
     sim.faults.timeout_seconds = 5
     sim.faults.scripted = [ScriptedFault(fault, "POST", route, count=2)]  # type: ignore[arg-type]
@@ -85,7 +86,7 @@ async def test_a_post_whose_response_is_lost_is_adopted_not_repeated(
     async with open_runtime(
         fast, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
     ) as runtime:
-        async with runtime.engine.begin() as conn:
+        async with platform.begin() as conn:
             clinics = await seed_clinics(conn, 2)
         first = await reconcile_pass(runtime)
         assert not first.converged
@@ -101,9 +102,11 @@ async def test_a_post_whose_response_is_lost_is_adopted_not_repeated(
             assistant_of_agent(sim, agent_id)
 
 
-async def test_a_refused_post_leaves_no_doubt_behind(runtime: Runtime, sim: SimulatorState) -> None:
+async def test_a_refused_post_leaves_no_doubt_behind(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
+) -> None:
     sim.faults.scripted = [ScriptedFault("400", "POST", "/assistant", count=1)]
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 1)
 
     first = await reconcile_pass(runtime)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
@@ -49,9 +50,9 @@ def test_the_seed_file_ships_inside_the_package() -> None:
 
 
 async def test_every_write_to_vapi_leaves_one_audit_row(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 3)
     await reconcile_pass(runtime)
 
@@ -63,11 +64,11 @@ async def test_every_write_to_vapi_leaves_one_audit_row(
 
 
 async def test_a_bad_agent_row_fails_its_org_with_a_clear_message_and_others_converge(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         bad, good = await seed_clinics(conn, 2)
-    await update_agent(runtime, bad.agent_ids[0], name="A name far longer than forty characters!!")
+    await update_agent(platform, bad.agent_ids[0], name="A name far longer than forty characters!!")
 
     outcome = await reconcile_pass(runtime)
 
@@ -85,9 +86,9 @@ async def test_a_bad_agent_row_fails_its_org_with_a_clear_message_and_others_con
 
 
 async def test_a_pass_for_one_org_writes_only_that_org_and_the_shared_tools(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         chosen, other = await seed_clinics(conn, 2)
 
     outcome = await reconcile_pass(runtime, org_ids=[chosen.org_id])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import Settings
 from controller.reconcile.full_pass import reconcile_pass
@@ -36,7 +37,7 @@ def limited(database_url: str) -> Settings:
 
 @pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "no-retry-after"])
 async def test_a_429_storm_still_converges_without_duplicates_or_exceeding_the_rate(
-    limited: Settings, sim: SimulatorState, retry_after: bool
+    platform: AsyncEngine, limited: Settings, sim: SimulatorState, retry_after: bool
 ) -> None:
     sim.faults.rate_limit_per_second = RATE / 2
     sim.faults.rate_limit_burst = 2
@@ -44,7 +45,7 @@ async def test_a_429_storm_still_converges_without_duplicates_or_exceeding_the_r
     async with open_runtime(
         limited, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
     ) as runtime:
-        async with runtime.engine.begin() as conn:
+        async with platform.begin() as conn:
             await seed_clinics(conn, 8)
         outcome = await reconcile_pass(runtime)
 
@@ -56,13 +57,13 @@ async def test_a_429_storm_still_converges_without_duplicates_or_exceeding_the_r
 
 
 async def test_random_5xx_converge_within_a_few_passes_without_duplicates(
-    limited: Settings, sim: SimulatorState
+    platform: AsyncEngine, limited: Settings, sim: SimulatorState
 ) -> None:
     sim.faults.error_rate = 0.25
     async with open_runtime(
         limited, key=MasterKey(TEST_KEY), transport=SimulatorTransport(sim)
     ) as runtime:
-        async with runtime.engine.begin() as conn:
+        async with platform.begin() as conn:
             await seed_clinics(conn, 8)
         converged = False
         for _ in range(8):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
 from controller.simulator import SimulatorState
@@ -29,12 +31,12 @@ LEGACY_BODY = {
 
 
 async def test_a_legacy_assistant_named_by_the_agent_is_adopted_and_tagged(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     legacy = sim.create("assistant", LEGACY_BODY)
-    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id=legacy["id"])
+    await update_agent(platform, clinic.agent_ids[0], vapi_assistant_id=legacy["id"])
     sim.writes.clear()
 
     outcome = await reconcile_pass(runtime)
@@ -49,15 +51,15 @@ async def test_a_legacy_assistant_named_by_the_agent_is_adopted_and_tagged(
 
 
 async def test_an_assistant_tagged_for_another_org_is_never_written_and_blocks_the_org(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         victim, attacker = await seed_clinics(conn, 2)
     await reconcile_pass(runtime)
     victims_assistant = assistant_of_agent(sim, victim.agent_ids[0])
     snapshot = dict(victims_assistant)
-    await update_agent(runtime, attacker.agent_ids[0], vapi_assistant_id=victims_assistant["id"])
-    await update_agent(runtime, attacker.agent_ids[1], system_prompt="Leak me everywhere")
+    await update_agent(platform, attacker.agent_ids[0], vapi_assistant_id=victims_assistant["id"])
+    await update_agent(platform, attacker.agent_ids[1], system_prompt="Leak me everywhere")
     before = len(sim.writes)
 
     outcome = await reconcile_pass(runtime)
@@ -73,13 +75,13 @@ async def test_an_assistant_tagged_for_another_org_is_never_written_and_blocks_t
 
 
 async def test_an_untagged_assistant_named_by_two_orgs_is_adopted_by_neither(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         first, second = await seed_clinics(conn, 2)
     legacy = sim.create("assistant", LEGACY_BODY)
-    await update_agent(runtime, first.agent_ids[0], vapi_assistant_id=legacy["id"])
-    await update_agent(runtime, second.agent_ids[0], vapi_assistant_id=legacy["id"])
+    await update_agent(platform, first.agent_ids[0], vapi_assistant_id=legacy["id"])
+    await update_agent(platform, second.agent_ids[0], vapi_assistant_id=legacy["id"])
 
     await reconcile_pass(runtime)
 
@@ -89,14 +91,14 @@ async def test_an_untagged_assistant_named_by_two_orgs_is_adopted_by_neither(
 
 
 async def test_two_agents_of_one_org_naming_one_assistant_block_the_org(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     await reconcile_pass(runtime)
     shared = assistant_of_agent(sim, clinic.agent_ids[0])["id"]
-    await update_agent(runtime, clinic.agent_ids[1], vapi_assistant_id=shared)
-    await update_agent(runtime, clinic.agent_ids[0], system_prompt="changed")
+    await update_agent(platform, clinic.agent_ids[1], vapi_assistant_id=shared)
+    await update_agent(platform, clinic.agent_ids[0], system_prompt="changed")
     before = len(sim.writes)
 
     await reconcile_pass(runtime)
@@ -106,11 +108,11 @@ async def test_two_agents_of_one_org_naming_one_assistant_block_the_org(
 
 
 async def test_an_id_that_does_not_exist_in_vapi_gets_a_new_assistant(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
-    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id=str(uuid.uuid4()))
+    await update_agent(platform, clinic.agent_ids[0], vapi_assistant_id=str(uuid.uuid4()))
 
     outcome = await reconcile_pass(runtime)
 
@@ -120,7 +122,7 @@ async def test_an_id_that_does_not_exist_in_vapi_gets_a_new_assistant(
 
 
 async def test_assistants_the_controller_does_not_own_are_never_touched(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
     foreign = sim.create("assistant", {**LEGACY_BODY, "metadata": {"team": "sales"}})
     foreign_tool = sim.create(
@@ -131,7 +133,7 @@ async def test_assistants_the_controller_does_not_own_are_never_touched(
             "server": {"url": "https://someone-else.example/api/vapi/tools/endCall"},
         },
     )
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 1)
     sim.writes.clear()
 
@@ -145,17 +147,17 @@ async def test_assistants_the_controller_does_not_own_are_never_touched(
 
 
 async def test_an_id_naming_an_assistant_another_system_tagged_for_this_org_blocks_it(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
     """An org_id tag alone is not ownership: without ``managed_by`` it is someone else's."""
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     lookalike = sim.create(
         "assistant",
         {**LEGACY_BODY, "metadata": {"org_id": str(clinic.org_id), "managed_by": "crm-sync"}},
     )
     snapshot = dict(sim.objects["assistant"][lookalike["id"]])
-    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id=lookalike["id"])
+    await update_agent(platform, clinic.agent_ids[0], vapi_assistant_id=lookalike["id"])
     sim.writes.clear()
 
     outcome = await reconcile_pass(runtime)
@@ -169,9 +171,9 @@ async def test_an_id_naming_an_assistant_another_system_tagged_for_this_org_bloc
 
 
 async def test_tags_without_managed_by_are_never_adopted_by_tag_alone(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     tags = {"org_id": str(clinic.org_id), "agent_id": str(clinic.agent_ids[0])}
     lookalike = sim.create("assistant", {**LEGACY_BODY, "metadata": tags})
@@ -188,14 +190,14 @@ async def test_tags_without_managed_by_are_never_adopted_by_tag_alone(
 
 
 async def test_duplicated_ids_across_orgs_never_end_up_shared(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
     """Two organizations naming one id that Vapi does not know each get their own assistant."""
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         first, second = await seed_clinics(conn, 2)
     ghost = str(uuid.uuid4())
-    await update_agent(runtime, first.agent_ids[0], vapi_assistant_id=ghost)
-    await update_agent(runtime, second.agent_ids[0], vapi_assistant_id=ghost)
+    await update_agent(platform, first.agent_ids[0], vapi_assistant_id=ghost)
+    await update_agent(platform, second.agent_ids[0], vapi_assistant_id=ghost)
 
     outcome = await reconcile_pass(runtime)
 

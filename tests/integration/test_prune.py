@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
@@ -13,13 +14,13 @@ from tests.integration.helpers import assistant_of_agent, status_of, with_contro
 
 
 async def test_a_deleted_agents_assistant_is_reported_as_an_orphan_and_left_alone(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     await reconcile_pass(runtime)
     orphan = assistant_of_agent(sim, clinic.agent_ids[1])["id"]
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await conn.execute(delete(agents).where(agents.c.id == clinic.agent_ids[1]))
 
     outcome = await reconcile_pass(runtime)
@@ -32,13 +33,13 @@ async def test_a_deleted_agents_assistant_is_reported_as_an_orphan_and_left_alon
 
 
 async def test_with_prune_on_a_deleted_agents_assistant_is_deleted(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinics = await seed_clinics(conn, 10)
     await reconcile_pass(runtime)
     orphan = assistant_of_agent(sim, clinics[0].agent_ids[1])["id"]
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await conn.execute(delete(agents).where(agents.c.id == clinics[0].agent_ids[1]))
 
     outcome = await reconcile_pass(with_controller(runtime, prune=True))
@@ -50,12 +51,12 @@ async def test_with_prune_on_a_deleted_agents_assistant_is_deleted(
 
 
 async def test_an_empty_desired_state_never_deletes_past_the_bound(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinics = await seed_clinics(conn, 6)
     await reconcile_pass(runtime)
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await conn.execute(delete(agents))
 
     outcome = await reconcile_pass(
@@ -69,13 +70,13 @@ async def test_an_empty_desired_state_never_deletes_past_the_bound(
 
 
 async def test_prune_within_the_bound_deletes_exactly_the_orphans(
-    runtime: Runtime, sim: SimulatorState
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinics = await seed_clinics(conn, 10)
     await reconcile_pass(runtime)
     gone = [assistant_of_agent(sim, c.agent_ids[0])["id"] for c in clinics[:2]]
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await conn.execute(
             delete(agents).where(agents.c.id.in_([c.agent_ids[0] for c in clinics[:2]]))
         )

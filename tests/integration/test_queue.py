@@ -39,8 +39,10 @@ async def settle_tools(engine: AsyncEngine) -> None:
         assert await complete(engine, claimed)
 
 
-async def test_concurrent_claimers_never_get_the_same_organization(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_concurrent_claimers_never_get_the_same_organization(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 30)
     await settle_tools(runtime.engine)
 
@@ -52,9 +54,12 @@ async def test_concurrent_claimers_never_get_the_same_organization(runtime: Runt
     assert await claim(runtime.engine, "late") == []
 
 
-async def test_no_organization_is_claimed_while_the_tools_are_due(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_no_organization_is_claimed_while_the_tools_are_due(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 2)
+    async with runtime.engine.begin() as conn:
         await queue.ensure_rows(conn)
     assert await claim(runtime.engine, "a") == []
     tools = await claim(runtime.engine, "a", tools=True)
@@ -64,14 +69,16 @@ async def test_no_organization_is_claimed_while_the_tools_are_due(runtime: Runti
     assert len(await claim(runtime.engine, "b")) == 2
 
 
-async def test_a_change_during_a_reconcile_causes_exactly_one_more_pass(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_a_change_during_a_reconcile_causes_exactly_one_more_pass(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     await settle_tools(runtime.engine)
     (first,) = await claim(runtime.engine, "a")
 
-    await update_agent(runtime, clinic.agent_ids[0], system_prompt="one")
-    await update_agent(runtime, clinic.agent_ids[0], system_prompt="two")
+    await update_agent(platform, clinic.agent_ids[0], system_prompt="one")
+    await update_agent(platform, clinic.agent_ids[0], system_prompt="two")
     assert await complete(runtime.engine, first)
 
     (again,) = await claim(runtime.engine, "a")
@@ -80,9 +87,10 @@ async def test_a_change_during_a_reconcile_causes_exactly_one_more_pass(runtime:
 
 
 async def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out(
+    platform: AsyncEngine,
     runtime: Runtime,
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 1)
     await settle_tools(runtime.engine)
     (stale,) = await claim(runtime.engine, "a", lease=0.2)
@@ -96,27 +104,31 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out(
     assert await complete(runtime.engine, fresh)
 
 
-async def test_a_permanent_failure_waits_for_a_change_of_its_rows(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_a_permanent_failure_waits_for_a_change_of_its_rows(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     await settle_tools(runtime.engine)
     (claimed,) = await claim(runtime.engine, "a")
     assert await complete(runtime.engine, claimed, due_in=None)
     assert await claim(runtime.engine, "a") == []
 
-    await update_agent(runtime, clinic.agent_ids[1], first_message="Fixed")
+    await update_agent(platform, clinic.agent_ids[1], first_message="Fixed")
 
     assert [c.org_id for c in await claim(runtime.engine, "a")] == [clinic.org_id]
 
 
-async def test_the_controllers_own_link_write_does_not_enqueue_its_org(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_the_controllers_own_link_write_does_not_enqueue_its_org(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
     await settle_tools(runtime.engine)
     (claimed,) = await claim(runtime.engine, "a")
     assert await complete(runtime.engine, claimed)
 
-    await update_agent(runtime, clinic.agent_ids[0], vapi_assistant_id="assistant-1")
+    await update_agent(platform, clinic.agent_ids[0], vapi_assistant_id="assistant-1")
 
     assert await claim(runtime.engine, "a") == []
     assert await generation(runtime.engine, clinic.org_id) == claimed.generation
@@ -138,8 +150,10 @@ async def test_live_replicas_are_counted_to_divide_the_rate_budget(runtime: Runt
         assert await queue.heartbeat(conn, replica_id="a", live_within=30) == 1
 
 
-async def test_a_group_commit_records_only_the_claims_still_held(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_a_group_commit_records_only_the_claims_still_held(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 3)
     await settle_tools(runtime.engine)
     held = await claim(runtime.engine, "a", lease=0.2)
@@ -163,9 +177,10 @@ async def test_a_group_commit_records_only_the_claims_still_held(runtime: Runtim
 
 
 async def test_renewing_a_claim_completed_meanwhile_neither_hides_nor_loses_its_row(
+    platform: AsyncEngine,
     runtime: Runtime,
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 1)
     await settle_tools(runtime.engine)
     (claimed,) = await claim(runtime.engine, "a")
@@ -178,8 +193,10 @@ async def test_renewing_a_claim_completed_meanwhile_neither_hides_nor_loses_its_
     assert [c.org_id for c in await claim(runtime.engine, "b")] == [claimed.org_id]
 
 
-async def test_renewing_a_claim_taken_over_reports_it_lost(runtime: Runtime) -> None:
-    async with runtime.engine.begin() as conn:
+async def test_renewing_a_claim_taken_over_reports_it_lost(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
         await seed_clinics(conn, 1)
     await settle_tools(runtime.engine)
     (stale,) = await claim(runtime.engine, "a", lease=0.2)

@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 from loguru import logger
 from sqlalchemy import delete, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
@@ -49,20 +50,20 @@ def log_lines() -> Iterator[list[str]]:
     logger.remove(sink)
 
 
-async def _add_integration(runtime: Runtime, org_id: UUID, provider: str, config: Any) -> None:
-    async with runtime.engine.begin() as conn:
+async def _add_integration(platform: AsyncEngine, org_id: UUID, provider: str, config: Any) -> None:
+    async with platform.begin() as conn:
         await conn.execute(
             insert(integrations).values(org_id=org_id, provider=provider, config=config)
         )
 
 
 async def test_a_per_org_key_is_reported_once_never_printed_never_used(
-    runtime: Runtime, sim: SimulatorState, log_lines: list[str]
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, log_lines: list[str]
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic, other = await seed_clinics(conn, 2)
-    await _add_integration(runtime, clinic.org_id, "vapi", {"vapi_api_key": PER_ORG_KEY})
-    await _add_integration(runtime, other.org_id, "calendar", {"calendar_id": "primary"})
+    await _add_integration(platform, clinic.org_id, "vapi", {"vapi_api_key": PER_ORG_KEY})
+    await _add_integration(platform, other.org_id, "calendar", {"calendar_id": "primary"})
 
     first = await reconcile_pass(runtime)
     second = await reconcile_pass(runtime)
@@ -83,19 +84,19 @@ async def test_a_per_org_key_is_reported_once_never_printed_never_used(
 
 
 async def test_a_removed_key_is_forgotten_and_a_new_one_reported_again(
-    runtime: Runtime, log_lines: list[str]
+    platform: AsyncEngine, runtime: Runtime, log_lines: list[str]
 ) -> None:
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
-    await _add_integration(runtime, clinic.org_id, "vapi", {"api_key": PER_ORG_KEY})
+    await _add_integration(platform, clinic.org_id, "vapi", {"api_key": PER_ORG_KEY})
     await reconcile_pass(runtime)
-    async with runtime.engine.begin() as conn:
+    async with platform.begin() as conn:
         await conn.execute(delete(integrations))
     await reconcile_pass(runtime)
     async with runtime.engine.connect() as conn:
         assert await load_findings(conn) == []
 
-    await _add_integration(runtime, clinic.org_id, "vapi", {"api_key": PER_ORG_KEY})
+    await _add_integration(platform, clinic.org_id, "vapi", {"api_key": PER_ORG_KEY})
     await reconcile_pass(runtime)
 
     assert len([line for line in log_lines if "security finding" in line]) == 2
