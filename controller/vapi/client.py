@@ -18,6 +18,7 @@ from typing import Any, Literal
 import httpx
 
 from controller.secret import MasterKey
+from controller.vapi.body import ACCEPTED_ENCODINGS, BodyError, BoundedBody
 from controller.vapi.errors import (
     BadRequestError,
     ConflictError,
@@ -32,7 +33,7 @@ from controller.vapi.errors import (
     VapiServerError,
     VapiTimeoutError,
 )
-from controller.vapi.listing import Page, complete_listing
+from controller.vapi.listing import Page, complete_listing, created_at
 from controller.vapi.ratelimit import RateLimiter
 
 SHARED_STRING_MAX = 64
@@ -40,6 +41,7 @@ SHARED_STRING_MAX = 64
 
 Resource = Literal["assistant", "tool"]
 MAX_BODY_BYTES = 8 * 1024 * 1024
+ID_MAX = 128
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 30.0
 
@@ -67,7 +69,10 @@ class VapiClient:
         """(method, route, status or error name) -> count: what the pass cost."""
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {key.reveal()}"},
+            headers={
+                "Authorization": f"Bearer {key.reveal()}",
+                "Accept-Encoding": ACCEPTED_ENCODINGS,
+            },
             transport=transport,
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
@@ -115,13 +120,22 @@ class VapiClient:
     async def _list_page(self, resource: Resource, params: Mapping[str, str | int]) -> Page:
         page = await self._call("GET", f"/{resource}", params=params)
         if not isinstance(page, list) or not all(
-            isinstance(item, dict) and "id" in item and "createdAt" in item for item in page
+            isinstance(item, dict) and _is_id(item.get("id")) and "createdAt" in item
+            for item in page
         ):
             raise MalformedResponseError(
                 f"GET /{resource}: expected a JSON array of objects with id and createdAt",
                 method="GET",
                 path=f"/{resource}",
             )
+        for item in page:
+            if created_at(item) is None:
+                raise MalformedResponseError(
+                    f"GET /{resource}: createdAt {str(item['createdAt'])[:40]!r} of "
+                    f"{str(item['id'])[:64]} is not an ISO 8601 time",
+                    method="GET",
+                    path=f"/{resource}",
+                )
         return page
 
     async def _call(
@@ -199,22 +213,21 @@ class VapiClient:
                 request = self._http.build_request(method, path, params=params, json=json)
                 response = await self._http.send(request, stream=True)
                 try:
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body.extend(chunk)
-                        if len(body) > MAX_BODY_BYTES:
-                            raise MalformedResponseError(
-                                f"{method} {route}: response larger than {MAX_BODY_BYTES} bytes",
-                                method=method,
-                                path=route,
-                            )
+                    body = BoundedBody(
+                        response.headers.get("content-encoding", ""), limit=MAX_BODY_BYTES
+                    )
+                    async for chunk in response.aiter_raw():
+                        body.feed(chunk)
+                except BodyError as exc:
+                    raise MalformedResponseError(
+                        f"{method} {route}: {exc}", method=method, path=route
+                    ) from None
                 finally:
                     await response.aclose()
+                headers = response.headers.copy()
+                headers.pop("content-encoding", None)
                 return httpx.Response(
-                    response.status_code,
-                    headers=response.headers,
-                    content=bytes(body),
-                    request=request,
+                    response.status_code, headers=headers, content=body.finish(), request=request
                 )
         except (TimeoutError, httpx.TimeoutException):
             raise VapiTimeoutError(
@@ -255,7 +268,7 @@ def _decode(response: httpx.Response, method: str, route: str) -> Any:
     status = response.status_code
     try:
         payload = response.json() if response.content else None
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
         if 200 <= status < 300:
             raise MalformedResponseError(
@@ -264,7 +277,14 @@ def _decode(response: httpx.Response, method: str, route: str) -> Any:
                 path=route,
             ) from None
     if 200 <= status < 300:
-        return _shared_strings(payload)
+        try:
+            return _shared_strings(payload)
+        except RecursionError:
+            raise MalformedResponseError(
+                f"{method} {route}: {status} with JSON nested too deeply",
+                method=method,
+                path=route,
+            ) from None
     message = _message(payload) or response.reason_phrase
     if status == 400:
         raw = payload.get("message") if isinstance(payload, dict) else None
@@ -291,11 +311,16 @@ def _message(payload: Any) -> str:
 
 
 def _object(payload: Any, method: str, route: str) -> dict[str, Any]:
-    if not isinstance(payload, dict) or "id" not in payload:
+    if not isinstance(payload, dict) or not _is_id(payload.get("id")):
         raise MalformedResponseError(
             f"{method} {route}: expected a JSON object with an id", method=method, path=route
         )
     return payload
+
+
+def _is_id(value: Any) -> bool:
+    """Vapi ids are short non-empty strings; anything else is a lie about the object."""
+    return isinstance(value, str) and 0 < len(value) <= ID_MAX
 
 
 def _route(path: str) -> str:

@@ -7,16 +7,19 @@ Walk backwards with an inclusive ``createdAtLe`` (bulk-created items share times
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from controller.vapi.errors import IncompleteListingError
+from controller.vapi.errors import IncompleteListingError, MalformedResponseError
 
 Page = list[dict[str, Any]]
 FetchPage = Callable[[Mapping[str, str | int]], Awaitable[Page]]
 
 DOCUMENTED_PAGE_CAP = 100
 """Vapi's GitOps notes: responses are capped at 100 items whatever ``limit`` says."""
+MAX_LISTED = 1_000_000
+"""A listing that keeps finding new ids past this is refused: a server inventing items
+forever must not hold the controller (or its memory) hostage."""
 
 
 async def complete_listing(
@@ -51,6 +54,12 @@ async def complete_listing(
                     path="(listing)",
                 )
             return [] if on_page else sorted(seen.values(), key=_created, reverse=True)
+        if len(seen) + len(fresh) > MAX_LISTED:
+            raise IncompleteListingError(
+                f"the listing passed {MAX_LISTED} items without ending: refused",
+                method="GET",
+                path="(listing)",
+            )
         for item in fresh:
             seen[str(item["id"])] = {} if on_page else item
         if on_page:
@@ -61,5 +70,22 @@ async def complete_listing(
         params = {**(filters or {}), "limit": limit, "createdAtLe": str(oldest["createdAt"])}
 
 
+def created_at(item: Mapping[str, Any]) -> datetime | None:
+    """``createdAt`` as an aware time (a naive one is taken as UTC), or None if it is not
+    an ISO 8601 time."""
+    try:
+        stamp = datetime.fromisoformat(str(item.get("createdAt")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
 def _created(item: Mapping[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(item["createdAt"]).replace("Z", "+00:00"))
+    stamp = created_at(item)
+    if stamp is None:
+        raise MalformedResponseError(
+            f"createdAt {str(item.get('createdAt'))[:40]!r} is not an ISO 8601 time",
+            method="GET",
+            path="(listing)",
+        )
+    return stamp

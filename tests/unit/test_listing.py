@@ -88,3 +88,21 @@ async def test_pages_handed_over_as_they_arrive_hold_every_item_once_and_keep_no
 
     assert listed == []
     assert sorted(handed) == sorted(i["id"] for i in data)
+
+
+async def test_a_server_inventing_items_forever_is_refused_at_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("controller.vapi.listing.MAX_LISTED", 500)
+    invented = 0
+
+    async def inventing(params: Mapping[str, str | int]) -> list[dict[str, Any]]:
+        nonlocal invented
+        invented += 100
+        return [
+            {"id": f"fake{invented + n}", "createdAt": "2026-01-01T00:00:00Z"} for n in range(100)
+        ]
+
+    with pytest.raises(IncompleteListingError, match="passed 500 items"):
+        await complete_listing(inventing, limit=100)
+    assert invented == 600
