@@ -16,6 +16,7 @@ from jsonschema.validators import Draft202012Validator
 from controller.config import DefaultsSettings
 from controller.core.desired import DesiredAgent, DesiredTool
 from controller.core.observed import MANAGED_BY, TOOL_ROUTE
+from controller.core.tool_schema import parameters_problem
 
 NAME_MAX = 40
 PROMPT_MAX_CHARS = 100_000
@@ -171,8 +172,9 @@ def validate_tool(tool: DesiredTool) -> None:
         raise InvalidToolError(f"tool name {tool.name!r} must match {TOOL_NAME.pattern}")
     if not tool.path.startswith("/"):
         raise InvalidToolError(f"tool {tool.name}: path {tool.path!r} must start with '/'")
-    if not isinstance(tool.parameters, Mapping) or tool.parameters.get("type") != "object":
-        raise InvalidToolError(f"tool {tool.name}: parameters must be a JSON schema of type object")
+    problem = parameters_problem(tool.parameters)
+    if problem:
+        raise InvalidToolError(f"tool {tool.name}: {problem}")
     try:
         Draft202012Validator.check_schema(dict(tool.parameters))
     except SchemaError as exc:

@@ -156,7 +156,7 @@ def test_the_prune_guard_trips_on_count_and_on_share() -> None:
     ).allowed
 
 
-TOOL = DesiredTool("endCall", "End.", {"type": "object"}, "/endCall")
+TOOL = DesiredTool("endCall", "End.", {"type": "object", "properties": {}}, "/endCall")
 
 
 def ours(
@@ -167,7 +167,11 @@ def ours(
             "id": vapi_id,
             "type": "function",
             "createdAt": created,
-            "function": {"name": name, "description": "End.", "parameters": {"type": "object"}},
+            "function": {
+                "name": name,
+                "description": "End.",
+                "parameters": {"type": "object", "properties": {}},
+            },
             "async": True,
             "server": {"url": f"{BACKEND}/api/vapi/tools/endCall"},
         }

@@ -66,8 +66,12 @@ def scripted_plan() -> PassPlan:
     settings = Settings.model_validate(
         {"backend_url": BACKEND, "controller": {"prune": True, "max_prune_fraction": 0.5}}
     )
-    booking = DesiredTool("book_appointment", "Book a visit", {"type": "object"}, "/book")
-    booking_before = DesiredTool("book_appointment", "Book", {"type": "object"}, "/book")
+    booking = DesiredTool(
+        "book_appointment", "Book a visit", {"type": "object", "properties": {}}, "/book"
+    )
+    booking_before = DesiredTool(
+        "book_appointment", "Book", {"type": "object", "properties": {}}, "/book"
+    )
     in_sync = agent(1, "inbound", vapi_assistant_id="asst-in-sync")
     edited_in_vapi = agent(1, "outbound", vapi_assistant_id="asst-drifted")
     prompt_changed = agent(2, "inbound", vapi_assistant_id="asst-new-prompt")
