@@ -1,9 +1,11 @@
 """The JSON schema subset Vapi accepts for a function tool's ``parameters``.
 
 Vapi validates ``function.parameters`` as ``OpenAIFunctionParameters`` (``type: object``,
-``properties``, ``required``) whose properties are ``JsonSchema`` objects, and rejects any key
-outside that whitelist. Checking the same here turns a definition Vapi would refuse into a
-clear error before any write. Pure; bounded depth, so a hostile definition cannot recurse
+``properties``, ``required``, no other key) whose properties are ``JsonSchema`` objects (a
+``type`` each; ``items``, ``properties``, ``format``, ``enum``... typed as the spec says;
+further keywords such as ``minimum`` or ``default`` pass, as the platform's own tools use
+them). Checking the same here turns a definition Vapi would refuse into a clear error before
+any write. Pure; bounded depth, so a hostile definition cannot recurse
 without end.
 """
 
@@ -15,7 +17,6 @@ from typing import Any
 TYPES = ("string", "number", "integer", "boolean", "array", "object")
 FORMATS = ("date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid")
 TEXT_KEYS = ("description", "pattern", "title")
-NODE_KEYS = frozenset({"type", "items", "properties", *TEXT_KEYS, "format", "required", "enum"})
 TOP_KEYS = frozenset({"type", "properties", "required"})
 MAX_DEPTH = 16
 
@@ -47,9 +48,6 @@ def _node(node: Any, path: str, depth: int) -> str | None:
         return f"{path}: nested deeper than {MAX_DEPTH} levels"
     if not isinstance(node, Mapping):
         return f"{path} must be an object"
-    extra = sorted(str(k) for k in node if k not in NODE_KEYS)
-    if extra:
-        return f"{path}: unsupported keys {', '.join(extra)}"
     if node.get("type") not in TYPES:
         return f"{path}.type must be one of {', '.join(TYPES)}"
     if "format" in node and node["format"] not in FORMATS:
