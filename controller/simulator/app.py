@@ -67,7 +67,8 @@ async def _with_faults(
     if response is None:
         fault = state.faults.take_scripted(method, route)
         if fault is not None and fault.kind == "400":
-            response = _bad_request(["injected: this request is rejected"])
+            echo = request.headers.get("authorization", "") if state.faults.echo_credentials else ""
+            response = _bad_request([f"injected: this request is rejected {echo}".rstrip()])
         elif fault is not None and fault.kind in ("429", "500", "503"):
             response = _error(int(fault.kind), "Injected fault")
         elif fault is None and state.faults.random_error():

@@ -41,6 +41,9 @@ class Faults:
     timeout_seconds: float = 3600.0
     """How long a ``timeout`` fault holds the response."""
     scripted: list[ScriptedFault] = field(default_factory=list)
+    echo_credentials: bool = False
+    """A careless upstream: injected 400s quote the Authorization header they were sent
+    (to prove the controller redacts the key from everything it stores or prints)."""
     _tat: float = 0.0
 
     def take_scripted(self, method: str, route: str) -> ScriptedFault | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,11 @@ class Cli:
         )
 
 
-@pytest.fixture
-def simulator_url() -> Iterator[str]:
+@contextmanager
+def running_simulator(key: str) -> Iterator[str]:
+    """The simulator in its own process on a loopback port, accepting ``key``; its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "controller.simulator", "--key", TEST_KEY, "--port", "0"],
+        [sys.executable, "-m", "controller.simulator", "--key", key, "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -47,6 +49,12 @@ def simulator_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def simulator_url() -> Iterator[str]:
+    with running_simulator(TEST_KEY) as url:
+        yield url
 
 
 @pytest.fixture

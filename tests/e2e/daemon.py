@@ -70,6 +70,7 @@ class DaemonProcess:
         name: str,
         config: str,
         key: str = TEST_KEY,
+        log_level: str = "INFO",
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -82,6 +83,8 @@ class DaemonProcess:
                 sys.executable,
                 "-m",
                 "controller",
+                "--log-level",
+                log_level,
                 "--log-json",
                 "run",
                 "--config",
