@@ -93,7 +93,7 @@ class DesiredState:
     intents: Mapping[UUID, datetime] = field(default_factory=dict)
     """Agent id -> when a create was attempted whose outcome is not known yet."""
     shared_assistant_ids: frozenset[str] = frozenset()
-    org_tools: Mapping[UUID, frozenset[ToolRow]] = field(default_factory=dict)
-    """What ``org_tools`` holds now for the organizations in this snapshot."""
     """Assistant ids that agents of more than one active organization name (from all rows,
     not only the organizations in this snapshot)."""
+    org_tools: Mapping[UUID, frozenset[ToolRow]] = field(default_factory=dict)
+    """What ``org_tools`` holds now for the organizations in this snapshot."""

@@ -27,6 +27,7 @@ class ConfigWatcher:
         self._stamp = stamp
         try:
             fresh = load_settings(self.path)
+            fresh.require_backend_url()
         except ConfigError as exc:
             logger.error("config not reloaded, keeping the settings in force: {}", exc)
             return None

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from controller.config import ConfigError, load_settings
+from controller.daemon.reload import ConfigWatcher
 from controller.secret import MasterKey, MissingKeyError, read_master_key, redact, register_secret
 
 
@@ -83,3 +84,19 @@ def test_the_key_comes_from_the_environment_or_its_file_and_never_prints(tmp_pat
         read_master_key({})
     with pytest.raises(MissingKeyError):
         MasterKey("   ")
+
+
+def test_a_reload_to_an_unsafe_webhook_base_keeps_the_settings_in_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BACKEND_URL", raising=False)
+    path = tmp_path / "c.toml"
+    path.write_text('backend_url = "https://api.platform.example"\n')
+    watcher = ConfigWatcher(path, load_settings(path))
+    for unsafe in ('backend_url = "http://api.platform.example"\n', "[controller]\n"):
+        path.write_text(unsafe)
+        assert watcher.changed(force=True) is None
+    path.write_text('backend_url = "https://api2.platform.example"\n')
+    reloaded = watcher.changed(force=True)
+    assert reloaded is not None
+    assert reloaded.backend_url == "https://api2.platform.example"
