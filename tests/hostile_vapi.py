@@ -38,8 +38,8 @@ class HostileServer:
             self.heads.append(head)
             await self.answer(writer)
             await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client hung up, or the server closed under an endless answer
         finally:
             writer.close()
 
