@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -41,7 +42,7 @@ SHARED_STRING_MAX = 64
 
 Resource = Literal["assistant", "tool"]
 MAX_BODY_BYTES = 8 * 1024 * 1024
-ID_MAX = 128
+ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 30.0
 
@@ -319,8 +320,9 @@ def _object(payload: Any, method: str, route: str) -> dict[str, Any]:
 
 
 def _is_id(value: Any) -> bool:
-    """Vapi ids are short non-empty strings; anything else is a lie about the object."""
-    return isinstance(value, str) and 0 < len(value) <= ID_MAX
+    """Vapi ids are UUIDs; anything not id-shaped (a path such as ``../tool/x`` included,
+    which would steer a later PATCH elsewhere) is a lie about the object."""
+    return isinstance(value, str) and ID_SHAPE.fullmatch(value) is not None
 
 
 def _route(path: str) -> str:

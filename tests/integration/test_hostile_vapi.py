@@ -84,6 +84,11 @@ NESTED = b"[" * 200_000 + b"]" * 200_000
         (json_answer(["a-1", "a-2"]), list_assistants, "expected a JSON array"),
         (json_answer([{"id": "a-1", "createdAt": "yesterday"}]), list_assistants, "createdAt"),
         (json_answer([{"id": None, "createdAt": STAMP}]), list_assistants, "expected a JSON array"),
+        (
+            json_answer([{"id": "../tool/t-1", "createdAt": STAMP}]),
+            list_assistants,
+            "expected a JSON array",
+        ),
         (json_answer([]), create_assistant, "expected a JSON object with an id"),
         (json_answer({"id": {"nested": 1}}), get_assistant, "expected a JSON object with an id"),
         (json_answer("a-1"), get_assistant, "expected a JSON object with an id"),
