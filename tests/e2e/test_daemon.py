@@ -132,16 +132,23 @@ def test_a_killed_daemons_organizations_are_taken_over_after_its_lease_expires(
 ) -> None:
     seed(database_url, 20)
     sim.faults(latency_seconds=0.15)
-    doomed = daemons("a", config(concurrency=2))
-    daemons("b", config(concurrency=2))
+    replicas = {name: daemons(name, config(concurrency=2)) for name in ("a", "b")}
     wait_until(lambda: len(sim.writes()) >= 12, timeout=30, what="both at work")
-    doomed.terminate(signal.SIGKILL)
-    held = db.scalar("select count(*) from reconciler.work_items where lease_owner = 'a'")
+    # the one holding leases dies (which replica claimed first is a race of their start-ups)
+    doomed = db.scalar(
+        "select lease_owner from reconciler.work_items where lease_owner is not null "
+        "group by lease_owner order by count(*) desc limit 1"
+    )
+    replicas[doomed].terminate(signal.SIGKILL)
+    held = db.scalar("select count(*) from reconciler.work_items where lease_owner = :r", r=doomed)
 
     wait_until(lambda: converged(sim, db, 20), timeout=60, what="takeover")
 
     assert held >= 1
-    assert db.scalar("select count(*) from reconciler.work_items where lease_owner = 'a'") == 0
+    assert (
+        db.scalar("select count(*) from reconciler.work_items where lease_owner = :r", r=doomed)
+        == 0
+    )
     assert sim.stats()["assistants"] == 40
     assert len([w for w in sim.writes() if w["method"] == "POST"]) == 46
 
