@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ConfigError(Exception):
@@ -97,34 +97,29 @@ class Settings(_Section):
     environment: Literal["production", "development"] = "production"
     backend_url: str = ""
 
-    @field_validator("backend_url")
-    @classmethod
-    def _a_plain_base_url(cls, value: str) -> str:
+    def require_backend_url(self) -> str:
+        """The base of every webhook URL the controller writes. Checked by the commands that
+        write or plan them (and by a hot reload), not by ``status`` or ``migrate``: unset,
+        malformed, carrying credentials, or http outside development, they refuse to go on."""
+        value = self.backend_url
         if not value:
-            return value
+            raise ConfigError("BACKEND_URL is not set (or backend_url in the config file)")
         parts = urlsplit(value)
+        problem = ""
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be an absolute http(s) URL")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("must not carry credentials: Vapi would store them in every body")
-        if parts.query or parts.fragment:
-            raise ValueError("must not carry a query or a fragment: paths are appended to it")
-        return value
-
-    @model_validator(mode="after")
-    def _https_outside_development(self) -> Self:
-        if self.backend_url.startswith("http://") and self.environment != "development":
-            raise ValueError(
-                "backend_url: webhook targets must be https outside development "
+            problem = "must be an absolute http(s) URL"
+        elif parts.username is not None or parts.password is not None:
+            problem = "must not carry credentials: Vapi would store them in every body"
+        elif parts.query or parts.fragment:
+            problem = "must not carry a query or a fragment: paths are appended to it"
+        elif parts.scheme == "http" and self.environment != "development":
+            problem = (
+                "webhook targets must be https outside development "
                 '(set environment = "development" to allow http)'
             )
-        return self
-
-    def require_backend_url(self) -> str:
-        """The base of every webhook URL the controller writes; refuses to go on without it."""
-        if not self.backend_url:
-            raise ConfigError("BACKEND_URL is not set (or backend_url in the config file)")
-        return self.backend_url
+        if problem:
+            raise ConfigError(f"backend_url {value!r}: {problem}")
+        return value
 
     def is_paused(self, org_id: UUID) -> bool:
         return self.controller.paused or org_id in self.controller.paused_orgs

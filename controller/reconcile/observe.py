@@ -19,7 +19,7 @@ from uuid import UUID
 from controller.core.desired import DesiredOrg
 from controller.core.observed import ObservedAssistant, ObservedTool
 from controller.vapi.client import Resource, VapiClient
-from controller.vapi.listing import Page
+from controller.vapi.listing import Page, parse_instant
 from desired_state.queue import TOOLS_KEY
 
 WATERMARK_SKEW = timedelta(minutes=5)
@@ -144,7 +144,7 @@ class ObservedCache:
         def absorb(resource: Resource) -> Callable[[Page], None]:
             def page(items: Page) -> None:
                 if items and resource not in began:  # newest first: Vapi's clock at the start
-                    began[resource] = max(_instant(str(i["createdAt"])) for i in items)
+                    began[resource] = max(parse_instant(str(i["createdAt"])) for i in items)
                 seen[resource].update(str(i["id"]) for i in items)
                 touched.update(self._absorb(resource, items))
 
@@ -171,7 +171,7 @@ class ObservedCache:
         for found in cached:
             if found.id in seen:
                 continue
-            if began is None or not found.created_at or _instant(found.created_at) <= began:
+            if began is None or not found.created_at or parse_instant(found.created_at) <= began:
                 touched |= self.state.remove(resource, found.id)
         return touched
 
@@ -232,13 +232,9 @@ class ObservedCache:
         if not stamps:
             start = datetime.now(UTC) - WATERMARK_SKEW
             stamps.append(start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-        self._watermark[resource] = max(stamps, key=_instant)
+        self._watermark[resource] = max(stamps, key=parse_instant)
 
 
 def _newer(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
     new, old = body.get("updatedAt"), than.get("updatedAt")
-    return not (new and old) or _instant(str(new)) > _instant(str(old))
-
-
-def _instant(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return not (new and old) or parse_instant(str(new)) > parse_instant(str(old))

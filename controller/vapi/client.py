@@ -34,7 +34,7 @@ from controller.vapi.errors import (
     VapiServerError,
     VapiTimeoutError,
 )
-from controller.vapi.listing import Page, complete_listing, created_at
+from controller.vapi.listing import Page, complete_listing, parse_instant
 from controller.vapi.ratelimit import RateLimiter
 
 SHARED_STRING_MAX = 64
@@ -130,13 +130,7 @@ class VapiClient:
                 path=f"/{resource}",
             )
         for item in page:
-            if created_at(item) is None:
-                raise MalformedResponseError(
-                    f"GET /{resource}: createdAt {str(item['createdAt'])[:40]!r} of "
-                    f"{str(item['id'])[:64]} is not an ISO 8601 time",
-                    method="GET",
-                    path=f"/{resource}",
-                )
+            _check_stamps(item, "GET", f"/{resource}")
         return page
 
     async def _call(
@@ -316,7 +310,20 @@ def _object(payload: Any, method: str, route: str) -> dict[str, Any]:
         raise MalformedResponseError(
             f"{method} {route}: expected a JSON object with an id", method=method, path=route
         )
+    _check_stamps(payload, method, route)
     return payload
+
+
+def _check_stamps(item: Mapping[str, Any], method: str, route: str) -> None:
+    """``createdAt`` and ``updatedAt``, where present, are times: the cache orders by them."""
+    for key in ("createdAt", "updatedAt"):
+        if key in item:
+            try:
+                parse_instant(item[key])
+            except MalformedResponseError as exc:
+                raise MalformedResponseError(
+                    f"{method} {route}: {key} {exc}", method=method, path=route
+                ) from None
 
 
 def _is_id(value: Any) -> bool:

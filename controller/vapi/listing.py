@@ -70,22 +70,16 @@ async def complete_listing(
         params = {**(filters or {}), "limit": limit, "createdAtLe": str(oldest["createdAt"])}
 
 
-def created_at(item: Mapping[str, Any]) -> datetime | None:
-    """``createdAt`` as an aware time (a naive one is taken as UTC), or None if it is not
-    an ISO 8601 time."""
+def parse_instant(stamp: Any) -> datetime:
+    """A Vapi timestamp as an aware time (a naive one is taken as UTC)."""
     try:
-        stamp = datetime.fromisoformat(str(item.get("createdAt")).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     except ValueError:
-        return None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+        raise MalformedResponseError(
+            f"{str(stamp)[:40]!r} is not an ISO 8601 time", method="GET", path="(listing)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _created(item: Mapping[str, Any]) -> datetime:
-    stamp = created_at(item)
-    if stamp is None:
-        raise MalformedResponseError(
-            f"createdAt {str(item.get('createdAt'))[:40]!r} is not an ISO 8601 time",
-            method="GET",
-            path="(listing)",
-        )
-    return stamp
+    return parse_instant(item["createdAt"])

@@ -89,6 +89,7 @@ def test_an_http_backend_outside_development_refuses_to_start(cli: Cli) -> None:
         result = plain(command, timeout=30)
         assert result.returncode == 1, command
         assert "https outside development" in result.stderr
+    assert plain("status").returncode == 0  # CONTRACT: status reads, it writes no webhook
     unset = Cli({k: v for k, v in cli.env.items() if k != "BACKEND_URL"}, cli.cwd)
     result = unset("run", timeout=30)
     assert result.returncode == 1

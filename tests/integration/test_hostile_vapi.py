@@ -83,6 +83,7 @@ NESTED = b"[" * 200_000 + b"]" * 200_000
         (json_answer([{"id": "a-1"}]), list_assistants, "expected a JSON array"),
         (json_answer(["a-1", "a-2"]), list_assistants, "expected a JSON array"),
         (json_answer([{"id": "a-1", "createdAt": "yesterday"}]), list_assistants, "createdAt"),
+        (json_answer({"id": "a-1", "updatedAt": "soon"}), get_assistant, "updatedAt"),
         (json_answer([{"id": None, "createdAt": STAMP}]), list_assistants, "expected a JSON array"),
         (
             json_answer([{"id": "../tool/t-1", "createdAt": STAMP}]),

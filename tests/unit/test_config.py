@@ -36,7 +36,7 @@ def test_a_webhook_base_that_is_not_plain_https_is_refused(
     tmp_path: Path, environ: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_settings(tmp_path / "absent.toml", environ=environ)
+        load_settings(tmp_path / "absent.toml", environ=environ).require_backend_url()
 
 
 def test_http_webhooks_only_in_development(tmp_path: Path) -> None:
