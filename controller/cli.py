@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from controller.config import ConfigError, Settings, load_settings
 from controller.logs import configure_logging
+from controller.preflight import ListenError, SetupError, check_schema
 from controller.progress import progress_bar
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
 from controller.report import (
@@ -61,7 +63,14 @@ def _fails_cleanly(command: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, MissingKeyError, DatabaseURLError, VapiError) as exc:
+        except (
+            ConfigError,
+            MissingKeyError,
+            DatabaseURLError,
+            VapiError,
+            SetupError,
+            ListenError,
+        ) as exc:
             click.echo(f"error: {redact(str(exc))}", err=True)
         except DBAPIError as exc:
             click.echo(f"error: database: {redact(str(exc.orig)).strip()}", err=True)
@@ -70,7 +79,24 @@ def _fails_cleanly(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command line that cannot be parsed exits 1 (never click's 2, which ``plan``
+    uses for "changes pending")."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(1)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING...")
 @click.option(
     "--log-json/--log-text", default=None, help="Log format; default: JSON unless on a terminal."
@@ -90,7 +116,7 @@ def main(log_level: str, log_json: bool | None) -> None:
 @_fails_cleanly
 def migrate(config_path: Path, with_platform_schema: bool) -> None:
     """Create or upgrade the controller's own schema."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, required=False)
     revision = run_migrations(settings.database.url, with_platform_schema=with_platform_schema)
     click.echo(f"schema at revision {revision}")
 
@@ -109,8 +135,8 @@ def run(config_path: Path, replica_id: str | None) -> None:
     Reloads the config file within [controller] reload_interval_seconds and on SIGHUP.
     Serves /healthz, /readyz and /metrics on [server] listen.
     """
-    from controller.daemon.loop import Daemon
     from controller.daemon.metrics import Metrics
+    from controller.daemon.supervisor import Daemon
 
     settings = load_settings(config_path)
     key = read_master_key()
@@ -118,10 +144,12 @@ def run(config_path: Path, replica_id: str | None) -> None:
     async def serve() -> None:
         metrics = Metrics()
         async with open_runtime(settings, key=key, observer=metrics.observe_vapi) as runtime:
+            with contextlib.suppress(DBAPIError, OSError):  # down: the daemon waits for it
+                await check_schema(runtime.engine)
             daemon = Daemon(
                 runtime, config_path=config_path, metrics=metrics, replica_id=replica_id
             )
-            await daemon.run()
+            await daemon.run(daemon.server())
 
     asyncio.run(serve())
 
@@ -137,6 +165,7 @@ def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
     async def run() -> bool:
         with _progress_bar("reconciling organizations") as on_progress:
             async with open_runtime(settings, key=read_master_key()) as runtime:
+                await check_schema(runtime.engine)
                 outcome = await reconcile_pass(
                     runtime, org_ids=org_ids or None, on_progress=on_progress
                 )
@@ -162,6 +191,7 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
 
     async def run() -> bool:
         async with open_runtime(settings, key=read_master_key()) as runtime:
+            await check_schema(runtime.engine)
             pending = await plan_pass(runtime, org_ids=org_ids or None)
         if as_json:
             click.echo(json.dumps(plan_json(pending), indent=2, default=str))
@@ -178,7 +208,7 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
 @_fails_cleanly
 def status(config_path: Path, as_json: bool) -> None:
     """Each organization's state, unreconciled ones first."""
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, required=False)
     found, findings = asyncio.run(_read_status(settings))
     rows = status_rows_sorted(found)
     if as_json:
@@ -218,7 +248,7 @@ def demo(config_path: Path, orgs: int) -> None:
     """
     from controller.demo import run_demo
 
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, required=False)
     configure_logging(level="WARNING", json=False)
     run_demo(orgs=orgs, console=_console(), base=settings)
 

@@ -14,7 +14,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from controller.core.settings import PruneBounds, RenderDefaults
 
 
 class ConfigError(Exception):
@@ -41,6 +43,7 @@ class ControllerSettings(_Section):
     idle_poll_seconds: float = Field(default=1.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     reload_interval_seconds: float = Field(default=1.0, gt=0, le=5)
+    stall_seconds: float = Field(default=300.0, gt=0)
 
 
 class AlertingSettings(_Section):
@@ -65,20 +68,6 @@ class VapiSettings(_Section):
     relist_interval_seconds: float = Field(default=600.0, gt=0)
 
 
-class DefaultsSettings(_Section):
-    model_provider: str = "openai"
-    model: str = "gpt-4o"
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    max_tokens: int = Field(default=250, ge=50, le=10000)
-    voice_provider: str = "vapi"
-    voice: str = "Elliot"
-    language: str = "en-US"
-    transcriber_provider: str = "deepgram"
-    transcriber_model: str = "nova-2"
-    max_duration_seconds: int = Field(default=600, ge=10, le=43200)
-    webhook_path: str = "/api/vapi/webhook"
-
-
 class DatabaseSettings(_Section):
     url: str = ""
 
@@ -86,12 +75,25 @@ class DatabaseSettings(_Section):
 class ServerSettings(_Section):
     listen: str = "127.0.0.1:9464"
 
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464)")
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
 
 class Settings(_Section):
     controller: ControllerSettings = ControllerSettings()
     alerting: AlertingSettings = AlertingSettings()
     vapi: VapiSettings = VapiSettings()
-    defaults: DefaultsSettings = DefaultsSettings()
+    defaults: RenderDefaults = RenderDefaults()
     database: DatabaseSettings = DatabaseSettings()
     server: ServerSettings = ServerSettings()
     environment: Literal["production", "development"] = "production"
@@ -121,6 +123,10 @@ class Settings(_Section):
             raise ConfigError(f"backend_url {value!r}: {problem}")
         return value
 
+    @property
+    def prune_bounds(self) -> PruneBounds:
+        return PruneBounds(self.controller.max_prune_per_pass, self.controller.max_prune_fraction)
+
     def is_paused(self, org_id: UUID) -> bool:
         return self.controller.paused or org_id in self.controller.paused_orgs
 
@@ -136,15 +142,23 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_settings(path: Path, *, environ: dict[str, str] | None = None) -> Settings:
-    """Read ``path`` (a missing file means all defaults) and apply the environment over it."""
+def load_settings(
+    path: Path, *, environ: dict[str, str] | None = None, required: bool = True
+) -> Settings:
+    """Read ``path`` and apply the environment over it. A missing file is an error unless
+    ``required`` is False (then it means all defaults)."""
     env = dict(os.environ) if environ is None else environ
     raw: dict[str, object] = {}
-    if path.exists():
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                f"{path}: no such config file (give one with --config PATH; "
+                "config.toml in the repository documents every key)"
+            ) from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     for var, keys in _ENV_OVERRIDES.items():
         if env.get(var):
             _set_path(raw, keys, env[var])

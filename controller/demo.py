@@ -27,11 +27,11 @@ from sqlalchemy import select, update
 
 from controller.config import Settings, load_settings
 from controller.core.observed import ObservedAssistant
-from controller.daemon.loop import Daemon
 from controller.daemon.metrics import Metrics
+from controller.daemon.supervisor import Daemon
 from controller.progress import progress_bar
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import plan_pass
+from controller.reconcile.runtime import Runtime
 from controller.report import plan_text, status_rows_sorted, status_table
 from controller.runtime import open_runtime
 from controller.secret import MasterKey

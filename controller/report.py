@@ -24,7 +24,7 @@ from controller.core.actions import (
     UpdateTool,
 )
 from controller.core.drift import FieldChange
-from controller.reconcile.full_pass import PassPlan
+from controller.core.plan import PassPlan
 from desired_state.findings import Finding
 
 SHORT = 80

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from controller.config import Settings
-from controller.reconcile.converge import Runtime
+from controller.reconcile.runtime import Runtime
 from controller.secret import MasterKey, register_secret
 from controller.vapi.client import VapiClient
 from controller.vapi.ratelimit import RateLimiter

@@ -15,13 +15,23 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-TOOLS_KEY = UUID(int=0)
-"""The work row of the account-wide tools."""
+from controller.core.keys import TOOLS, AccountTools, WorkKey
+
+TOOLS_ROW = UUID(int=0)
+"""How the account's tools (``controller.core.keys.TOOLS``) are keyed in the table."""
+
+
+def row_id(key: WorkKey) -> UUID:
+    return TOOLS_ROW if isinstance(key, AccountTools) else key
+
+
+def work_key(row: UUID) -> WorkKey:
+    return TOOLS if row == TOOLS_ROW else row
 
 
 @dataclass(frozen=True)
 class Claim:
-    org_id: UUID
+    key: WorkKey
     token: int
     generation: int
     attempts: int
@@ -60,11 +70,11 @@ async def claim(
             "owner": owner,
             "limit": limit,
             "lease": lease_seconds,
-            "tools": TOOLS_KEY,
+            "tools": TOOLS_ROW,
             "want_tools": tools,
         },
     )
-    return [Claim(r.org_id, r.fencing_token, r.generation, r.attempts) for r in rows]
+    return [Claim(work_key(r.org_id), r.fencing_token, r.generation, r.attempts) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ class Completion:
     error: str | None
 
 
-async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> set[UUID]:
+async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> set[WorkKey]:
     """Release claims, one statement for any number; a row that changed while held is due
     at once. Returns the organizations whose completion landed: the others lost their lease
     (fenced out) and record nothing."""
@@ -100,19 +110,19 @@ async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> 
             returning w.org_id
         """),
         {
-            "orgs": [c.claimed.org_id for c in completions],
+            "orgs": [row_id(c.claimed.key) for c in completions],
             "tokens": [c.claimed.token for c in completions],
             "due_in": [c.due_in for c in completions],
             "attempts": [c.attempts for c in completions],
             "errors": [c.error for c in completions],
         },
     )
-    return {row.org_id for row in rows}
+    return {work_key(row.org_id) for row in rows}
 
 
 async def renew(
     conn: AsyncConnection, claims: Iterable[Claim], *, lease_seconds: float
-) -> set[UUID]:
+) -> set[WorkKey]:
     """Extend the leases still held; returns the organizations whose lease was lost (another
     replica took the row over). A row completed meanwhile keeps its token but has no owner:
     it is neither renewed (that would hide it from every claim until the lease ran out) nor
@@ -137,11 +147,11 @@ async def renew(
         """),
         {
             "lease": lease_seconds,
-            "orgs": [c.org_id for c in held],
+            "orgs": [row_id(c.key) for c in held],
             "tokens": [c.token for c in held],
         },
     )
-    return {c.org_id for c in held} - {r.org_id for r in rows}
+    return {c.key for c in held} - {work_key(r.org_id) for r in rows}
 
 
 async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
@@ -155,11 +165,11 @@ async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
                 from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[])) as c(org_id, token)
                 where w.org_id = c.org_id and w.fencing_token = c.token
             """),
-            {"orgs": [c.org_id for c in held], "tokens": [c.token for c in held]},
+            {"orgs": [row_id(c.key) for c in held], "tokens": [c.token for c in held]},
         )
 
 
-async def ensure_rows(conn: AsyncConnection, org_ids: Iterable[UUID] = ()) -> int:
+async def ensure_rows(conn: AsyncConnection, keys: Iterable[WorkKey] = ()) -> int:
     """Rows for every organization, status row, the tools and ``org_ids``; returns how many
     were missing. Existing rows keep their schedule."""
     inserted = await conn.execute(
@@ -170,14 +180,14 @@ async def ensure_rows(conn: AsyncConnection, org_ids: Iterable[UUID] = ()) -> in
             union select unnest(cast(:extra as uuid[]))
             on conflict (org_id) do nothing
         """),
-        {"extra": [TOOLS_KEY, *org_ids]},
+        {"extra": [TOOLS_ROW, *map(row_id, keys)]},
     )
     return inserted.rowcount
 
 
-async def mark_due(conn: AsyncConnection, org_ids: Iterable[UUID] | None = None) -> None:
-    """Make organizations (every organization when None) due now, as a change would."""
-    ids = None if org_ids is None else list(org_ids)
+async def mark_due(conn: AsyncConnection, keys: Iterable[WorkKey] | None = None) -> None:
+    """Make work rows (every organization's when None) due now, as a change would."""
+    ids = None if keys is None else [row_id(k) for k in keys]
     await conn.execute(
         text("""
             update reconciler.work_items
@@ -185,7 +195,7 @@ async def mark_due(conn: AsyncConnection, org_ids: Iterable[UUID] | None = None)
             where (cast(:ids as uuid[]) is null and org_id <> :tools)
                or org_id = any(cast(:ids as uuid[]))
         """),
-        {"ids": ids, "tools": TOOLS_KEY},
+        {"ids": ids, "tools": TOOLS_ROW},
     )
     await conn.execute(text("select pg_notify('vapi_reconciler', '*')"))
 

@@ -89,7 +89,7 @@ async def link_agent(conn: AsyncConnection, *, agent_id: UUID, vapi_id: str) -> 
 class ToolLink:
     tool_name: str
     vapi_tool_id: str
-    definition_hash: str
+    definition_hash: str | None
 
 
 async def replace_org_tools(

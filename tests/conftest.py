@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import Settings
-from controller.reconcile.converge import Runtime
+from controller.reconcile.runtime import Runtime
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import SimulatorState, SimulatorTransport

@@ -118,6 +118,8 @@ class OrgPlan:
     """An ownership conflict: nothing may be written for this organization."""
     orphans: tuple[str, ...] = ()
     """Vapi ids of managed assistants of this organization that no agent wants."""
+    error: str | None = None
+    """Planning itself failed (an internal error): nothing may be written."""
 
     @property
     def deletes(self) -> tuple[DeleteAssistant, ...]:
@@ -129,4 +131,4 @@ class OrgPlan:
 
     def without_deletes(self) -> OrgPlan:
         kept = tuple(a for a in self.actions if not isinstance(a, DeleteAssistant))
-        return OrgPlan(self.org_id, kept, self.invalid, self.blocked, self.orphans)
+        return OrgPlan(self.org_id, kept, self.invalid, self.blocked, self.orphans, self.error)

@@ -4,12 +4,13 @@ results of its actions. Pure: the status row is written by ``controller.reconcil
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
 
-from controller.core.actions import OrgPlan
+from controller.core.actions import OrgPlan, ToolPlan
+from controller.core.desired import DesiredOrg, DesiredState, DesiredTool, ToolRow
 
 State = Literal["synced", "progressing", "failed", "paused", "blocked"]
 Retry = Literal["resync", "backoff", "on_change"]
@@ -23,6 +24,7 @@ Reason = Literal[
     "prune_guard",
     "observe_mode",
     "paused",
+    "internal_error",
 ]
 """Why an organization is not synced (CONTRACT: the alert's ``reason``)."""
 """When to come back: at the resync interval, after a backoff, or not until a change."""
@@ -64,6 +66,28 @@ class OrgOutcome:
     def converged(self) -> bool:
         return self.state in ("synced", "paused")
 
+    @classmethod
+    def internal_error(cls, org_id: UUID, what: str) -> OrgOutcome:
+        """An unexpected exception in the reconcile of one organization: a bug, reported as
+        a failure of that organization alone and retried with backoff."""
+        return cls(
+            org_id,
+            "failed",
+            f"internal error: {what}",
+            retry="backoff",
+            reason="internal_error",
+        )
+
+
+@dataclass(frozen=True)
+class ToolsOutcome:
+    """What a reconcile of the account's tools came to."""
+
+    plan: ToolPlan
+    errors: tuple[str, ...] = ()
+    relink: bool = False
+    """Tool ids changed (a tool created or adopted): every organization must relink."""
+
 
 @dataclass
 class PassOutcome:
@@ -101,6 +125,8 @@ def org_outcome(
             plan.org_id, state, message, writes, desired, max(orphans, 0), retry, reason
         )
 
+    if plan.error:
+        return done("failed", plan.error, "backoff", "internal_error")
     if plan.blocked:
         return done(
             "blocked", f"ownership conflict: {plan.blocked}", "on_change", "ownership_conflict"
@@ -125,3 +151,28 @@ def org_outcome(
     if orphans > 0:
         return done("synced", f"{orphans} orphaned assistant(s) left alone (prune = false)")
     return done("synced", "")
+
+
+def links_to_record(
+    outcome: OrgOutcome, desired: DesiredState, tool_ids: Mapping[str, str]
+) -> frozenset[ToolRow] | None:
+    """The ``org_tools`` rows the organization should hold now, or None to leave them: they
+    are rewritten only for a synced organization, and only when they differ from what the
+    snapshot read."""
+    org = desired.orgs.get(outcome.org_id)
+    if outcome.state != "synced" or org is None:
+        return None
+    rows = linked_tools(org, desired.tools, tool_ids)
+    return None if rows == desired.org_tools.get(outcome.org_id, frozenset()) else rows
+
+
+def linked_tools(
+    desired: DesiredOrg, tools: Sequence[DesiredTool], tool_ids: Mapping[str, str]
+) -> frozenset[ToolRow]:
+    """The tools linked into at least one of the organization's assistants."""
+    roles = {agent.role for agent in desired.agents}
+    return frozenset(
+        (tool.name, tool_ids[tool.name], tool.definition_hash)
+        for tool in tools
+        if tool.enabled and tool.name in tool_ids and roles & set(tool.roles)
+    )

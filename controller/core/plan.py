@@ -1,7 +1,8 @@
 """Plan: desired + observed -> ordered actions. Pure: no I/O.
 
-Tools are planned once for the whole account (``plan_tools``); assistants per organization
-(``plan_org``); pruning is bounded across the whole pass (``guard_prune``).
+The core's one entry point for decisions. Tools are planned once for the whole account
+(``plan_tools``); assistants per organization (``plan_org``, with the ``AssistantContext``
+that ``assistant_context`` derives from a snapshot); deletions are bounded (``guard_prune``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from controller.config import DefaultsSettings
 from controller.core.actions import (
     AdoptTool,
     AssistantAction,
@@ -27,15 +27,33 @@ from controller.core.actions import (
     UpdateAssistant,
     UpdateTool,
 )
-from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredTool, fingerprint
+from controller.core.desired import (
+    Baseline,
+    DesiredAgent,
+    DesiredOrg,
+    DesiredState,
+    DesiredTool,
+    fingerprint,
+)
 from controller.core.drift import FieldChange, drift
-from controller.core.observed import MANAGED_BY, ObservedAssistant, ObservedTool
+from controller.core.observed import (
+    MANAGED_BY,
+    ObservedAssistant,
+    ObservedState,
+    ObservedTool,
+    Unusable,
+)
 from controller.core.render import (
+    ROLES,
     InvalidAgentError,
     InvalidToolError,
     render_assistant,
     render_tool,
 )
+from controller.core.settings import PruneBounds, RenderDefaults
+
+PENDING_TOOL_ID = "(new:{name})"
+"""What ``plan`` shows in ``model.toolIds`` for a tool that is not created yet."""
 
 
 def plan_tools(
@@ -99,10 +117,60 @@ class AssistantContext:
 
     tool_ids_by_role: Mapping[str, Sequence[str]]
     baselines: Mapping[str, Baseline]
-    defaults: DefaultsSettings
+    defaults: RenderDefaults
     backend_url: str
     contested_ids: frozenset[str] = frozenset()
     """Assistant ids named by agents of more than one organization."""
+
+
+def assistant_context(
+    desired: DesiredState,
+    observed: ObservedState,
+    *,
+    defaults: RenderDefaults,
+    backend_url: str,
+    tool_ids: Mapping[str, str] | None = None,
+    invalid_tools: Mapping[str, str] | None = None,
+) -> AssistantContext:
+    """What every assistant is rendered with: the tool ids each role links (``tool_ids``
+    overrides the registry's, e.g. with tools a plan will create), baselines, defaults."""
+    ids = desired.tool_ids if tool_ids is None else tool_ids
+    skip = invalid_tools or {}
+    return AssistantContext(
+        tool_ids_by_role={
+            role: [
+                ids[t.name]
+                for t in desired.tools
+                if t.enabled and role in t.roles and t.name in ids and t.name not in skip
+            ]
+            for role in ROLES
+        },
+        baselines=desired.baselines,
+        defaults=defaults,
+        backend_url=backend_url,
+        contested_ids=contested_untagged(desired, observed),
+    )
+
+
+def contested_untagged(desired: DesiredState, observed: ObservedState) -> frozenset[str]:
+    """Untagged assistants named by several organizations: none may adopt them. A tagged one
+    has an owner; the others are blocked by the tag alone, and the owner keeps converging."""
+    return frozenset(
+        vid
+        for vid in desired.shared_assistant_ids
+        if (found := observed.assistant(vid)) is not None and not found.has_org_tag
+    )
+
+
+def planned_tool_ids(registry: Mapping[str, str], tools: ToolPlan) -> dict[str, str]:
+    """The registry as it will be once ``tools`` is applied, a placeholder for each create."""
+    ids = dict(registry)
+    for action in tools.actions:
+        if isinstance(action, AdoptTool):
+            ids[action.tool_name] = action.vapi_id
+        elif isinstance(action, CreateTool):
+            ids[action.tool_name] = PENDING_TOOL_ID.format(name=action.tool_name)
+    return ids
 
 
 def plan_org(
@@ -112,9 +180,11 @@ def plan_org(
     observed: Sequence[ObservedAssistant],
     context: AssistantContext,
     prune: bool,
+    unusable: Sequence[Unusable] = (),
 ) -> OrgPlan:
     """Actions converging one organization. ``observed`` holds every assistant tagged for it
-    and every assistant its agents' ``vapi_assistant_id`` name. ``desired`` is None when the
+    and every assistant its agents' ``vapi_assistant_id`` name; ``unusable`` those of them
+    Vapi returned in a shape the controller cannot read. ``desired`` is None when the
     organization is no longer wanted (suspended or deleted): all of its assistants are orphans.
     """
     agents = desired.agents if desired else ()
@@ -129,6 +199,13 @@ def plan_org(
         current = _find_assistant(org_id, agent, observed, by_id)
         if current is not None:
             claimed.add(current.id)
+        spoiled = _unusable_of(agent, unusable) if current is None else None
+        if spoiled is not None:
+            invalid[agent.agent_id] = (
+                f"assistant {spoiled.vapi_id} as Vapi returns it is unusable "
+                f"({spoiled.problem}); fix or delete it in Vapi"
+            )
+            continue
         try:
             body = render_assistant(
                 agent,
@@ -186,6 +263,18 @@ def _ownership_conflict(
                 f"{current.agent_tag}"
             )
     return None
+
+
+def _unusable_of(agent: DesiredAgent, unusable: Sequence[Unusable]) -> Unusable | None:
+    """An unusable assistant the agent names or that is tagged for it: never re-created."""
+    return next(
+        (
+            u
+            for u in unusable
+            if u.vapi_id == agent.vapi_assistant_id or u.agent_tag == agent.agent_id
+        ),
+        None,
+    )
 
 
 def _find_assistant(
@@ -258,23 +347,40 @@ class PruneDecision:
 
 
 def guard_prune(
-    *, planned_deletes: int, managed_total: int, max_count: int, max_fraction: float
+    *, planned_deletes: int, managed_total: int, bounds: PruneBounds, per: str = "per pass"
 ) -> PruneDecision:
-    """Deletion is bounded per pass: an empty or wrong desired snapshot must not wipe Vapi."""
+    """Deletion is bounded: an empty or wrong desired snapshot must not wipe Vapi.
+    ``managed_total`` counts managed assistants; ``planned_deletes`` may include tools."""
     if planned_deletes == 0:
         return PruneDecision(True, 0)
-    if planned_deletes > max_count:
+    if planned_deletes > bounds.max_count:
         return PruneDecision(
             False,
             planned_deletes,
-            f"prune guard: {planned_deletes} deletions planned, the bound is {max_count} per pass",
+            f"prune guard: {planned_deletes} deletions planned, the bound is "
+            f"{bounds.max_count} {per}",
         )
-    if managed_total and planned_deletes / managed_total > max_fraction:
+    if managed_total and planned_deletes / managed_total > bounds.max_fraction:
         return PruneDecision(
             False,
             planned_deletes,
-            f"prune guard: {planned_deletes} of {managed_total} managed assistants "
-            f"({planned_deletes / managed_total:.0%}) planned for deletion, the bound is "
-            f"{max_fraction:.0%}",
+            f"prune guard: {planned_deletes} deletions planned against {managed_total} managed "
+            f"assistants ({planned_deletes / managed_total:.0%}), the bound is "
+            f"{bounds.max_fraction:.0%} {per}",
         )
     return PruneDecision(True, planned_deletes)
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """What a whole pass would do: the account's tools, each organization, the prune guard."""
+
+    tools: ToolPlan
+    orgs: Mapping[UUID, OrgPlan]
+    prune: PruneDecision = PruneDecision(True, 0)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.tools.actions) or any(
+            p.actions or p.blocked or p.invalid for p in self.orgs.values()
+        )

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jsonschema import SchemaError
 from jsonschema.validators import Draft202012Validator
 
-from controller.config import DefaultsSettings
 from controller.core.desired import DesiredAgent, DesiredTool
 from controller.core.observed import MANAGED_BY, TOOL_ROUTE
 from controller.core.tool_schema import parameters_problem
+
+if TYPE_CHECKING:
+    from controller.core.settings import RenderDefaults
 
 NAME_MAX = 40
 PROMPT_MAX_CHARS = 100_000
@@ -68,7 +70,7 @@ def render_assistant(
     agent: DesiredAgent,
     *,
     tool_ids: Sequence[str],
-    defaults: DefaultsSettings,
+    defaults: RenderDefaults,
     backend_url: str,
     observed_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:

@@ -1,67 +1,134 @@
-"""What the daemon knows of its own health: liveness (the claim loop turns), readiness
-(Postgres and Vapi answer), and the controller-wide alert conditions its failures raise."""
+"""What the daemon knows of its own health.
+
+Liveness comes from progress, not from a timer that any turning loop resets: the claim loop
+must turn, must claim when work is due and it has room, and no reconcile may run past
+``stall_seconds``. Readiness names the real reason it is not ready. Failures also drive the
+controller-wide alert conditions.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from loguru import logger
 
 from controller.alerting.alerter import Alerter
 from controller.core.outcome import OrgOutcome
+from controller.preflight import SetupError
 from controller.secret import redact
 from controller.vapi.errors import RateLimitedError, UnauthorizedError, VapiError
 
-STALL_SECONDS = 30.0
-
 
 class Health:
-    def __init__(self, alerter: Alerter, replica_id: str) -> None:
+    def __init__(
+        self,
+        alerter: Alerter,
+        replica_id: str,
+        *,
+        stall_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.alerter = alerter
         self.replica_id = replica_id
+        self.stall_seconds = stall_seconds
+        self._clock = clock
         self.db_ok = False
         self.vapi_ok = False
-        self._beat = time.monotonic()
+        self.key_rejected = False
+        self.schema_problem: str | None = None
+        self._turned = clock()
+        self._starved_since: float | None = None
+        self._running: dict[object, float] = {}
+        self._last_warning = ""
 
-    def beat(self) -> None:
-        self._beat = time.monotonic()
+    # -- liveness ------------------------------------------------------------------------
+    def turned(self) -> None:
+        """The claim loop went round once."""
+        self._turned = self._clock()
 
-    def alive(self) -> bool:
-        return time.monotonic() - self._beat < STALL_SECONDS
+    def claimed(self, *, got: int, due: bool) -> None:
+        """A claim found ``got`` rows while work was (or was not) ``due``."""
+        if got or not due:
+            self._starved_since = None
+        elif self._starved_since is None:
+            self._starved_since = self._clock()
 
+    def started(self, work: object) -> None:
+        self._running[work] = self._clock()
+
+    def finished(self, work: object) -> None:
+        self._running.pop(work, None)
+
+    def liveness(self) -> tuple[bool, str]:
+        now, stall = self._clock(), self.stall_seconds
+        if now - self._turned > stall:
+            return False, f"the claim loop has not turned for {now - self._turned:.0f}s"
+        if self._starved_since is not None and self.db_ok and now - self._starved_since > stall:
+            return (
+                False,
+                f"work is due but nothing was claimed for {now - self._starved_since:.0f}s",
+            )
+        oldest = min(self._running.values(), default=now)
+        if now - oldest > stall:
+            return False, f"a reconcile has been running for {now - oldest:.0f}s"
+        return True, "alive"
+
+    # -- readiness -----------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
+        if self.schema_problem:
+            return False, self.schema_problem
         if not self.db_ok:
             return False, "postgres unreachable"
+        if self.key_rejected:
+            return False, "vapi key rejected: check VAPI_PRIVATE_KEY"
         if not self.vapi_ok:
             return False, "vapi not observed yet or unreachable"
         return True, f"ready ({self.replica_id})"
 
     def vapi_answered(self) -> None:
         self.vapi_ok = True
+        self.key_rejected = False
         self.alerter.condition("vapi_key_rejected", present=False)
 
     def outcome(self, outcome: OrgOutcome) -> None:
         """Controller-wide conditions seen through one organization's outcome."""
         if outcome.reason == "vapi_key_rejected":
+            self.key_rejected = True
             self.alerter.condition("vapi_key_rejected", present=True)
         elif outcome.reason == "rate_limited":
             self.alerter.condition("rate_limit_saturated", present=True)
         elif outcome.writes:
-            self.alerter.condition("vapi_key_rejected", present=False)
+            self.vapi_answered()
             self.alerter.condition("rate_limit_saturated", present=False)
 
     def failure(self, exc: Exception) -> None:
-        """Vapi or Postgres failed: not ready, and the matching condition is present."""
+        """Vapi or Postgres failed: not ready, and the matching condition is present. Logged
+        when the reason changes, not on every retry."""
         if isinstance(exc, VapiError):
             self.vapi_ok = False
-            self.alerter.condition("vapi_key_rejected", present=isinstance(exc, UnauthorizedError))
+            self.key_rejected = isinstance(exc, UnauthorizedError)
+            self.alerter.condition("vapi_key_rejected", present=self.key_rejected)
             if isinstance(exc, RateLimitedError):
                 self.alerter.condition("rate_limit_saturated", present=True)
+            what = (
+                "Vapi rejected the master key (check VAPI_PRIVATE_KEY)"
+                if self.key_rejected
+                else f"Vapi unavailable: {exc}"
+            )
+        elif isinstance(exc, SetupError):
+            self.db_ok = True
+            what = f"not ready: {exc}"
         else:
             self.db_ok = False
             self.alerter.condition("postgres_unreachable", present=True)
-        logger.warning(
-            "{} unavailable: {}",
-            "Vapi" if isinstance(exc, VapiError) else "Postgres",
-            redact(str(getattr(exc, "orig", exc) or type(exc).__name__))[:500],
-        )
+            what = f"Postgres unavailable: {getattr(exc, 'orig', exc) or type(exc).__name__}"
+        what = redact(str(what))[:500]
+        if what != self._last_warning:
+            self._last_warning = what
+            logger.log("ERROR" if isinstance(exc, SetupError) else "WARNING", what)
+
+    def recovered(self) -> None:
+        """Postgres answered again."""
+        self.db_ok = True
+        self._last_warning = ""

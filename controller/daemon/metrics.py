@@ -58,6 +58,12 @@ class Metrics:
             "Organizations out of sync and not paused.",
             registry=r,
         )
+        self.internal_errors = Counter(
+            f"{PREFIX}_internal_errors_total",
+            "Unexpected exceptions, by the part of the daemon that caught them.",
+            ["part"],
+            registry=r,
+        )
         self.leases_lost = Counter(
             f"{PREFIX}_leases_lost_total", "Claims fenced out by another replica.", registry=r
         )

@@ -1,9 +1,13 @@
-"""Hot reload of ``config.toml``: checked every ``reload_interval_seconds`` and on SIGHUP. A
-file that does not parse is reported and the settings in force stay."""
+"""Hot reload of ``config.toml``: checked every ``reload_interval_seconds`` and on SIGHUP.
+
+A file that disappeared, does not parse or does not validate changes nothing: the settings
+in force stay (a moved file must never release ``paused = true``) and an ERROR says why.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from loguru import logger
@@ -48,3 +52,27 @@ class ConfigWatcher:
         except OSError:
             return None
         return (info.st_mtime_ns, info.st_size)
+
+
+Apply = Callable[[Settings, Settings], Awaitable[None]]
+"""Put (before, fresh) settings in force."""
+
+
+class Reloader:
+    def __init__(self, watcher: ConfigWatcher, apply: Apply) -> None:
+        self.watcher = watcher
+        self.apply = apply
+
+    async def check(self, *, force: bool) -> None:
+        before = self.watcher.current
+        fresh = self.watcher.changed(force=force)
+        if fresh is None:
+            return
+        await self.apply(before, fresh)
+        logger.info(
+            "config reloaded: paused={} paused_orgs={} mode={} prune={}",
+            fresh.controller.paused,
+            len(fresh.controller.paused_orgs),
+            fresh.controller.mode,
+            fresh.controller.prune,
+        )

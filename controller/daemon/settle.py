@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.core.keys import WorkKey
 from controller.reconcile.status import Recorded, record_outcomes
 from desired_state import queue
 from desired_state.queue import Completion
@@ -54,9 +54,9 @@ class Settler:
                 future.set_exception(exc)
             return
         for finished, future in group:
-            future.set_result(finished.completion.claimed.org_id in kept)
+            future.set_result(finished.completion.claimed.key in kept)
 
-    async def _commit(self, group: list[Finished]) -> set[UUID]:
+    async def _commit(self, group: list[Finished]) -> set[WorkKey]:
         async with self.engine.begin() as conn:
             kept = await queue.complete(conn, [f.completion for f in group])
             await record_outcomes(
@@ -64,7 +64,7 @@ class Settler:
                 [
                     f.recorded
                     for f in group
-                    if f.recorded is not None and f.completion.claimed.org_id in kept
+                    if f.recorded is not None and f.completion.claimed.key in kept
                 ],
             )
         return kept

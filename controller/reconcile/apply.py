@@ -28,8 +28,8 @@ from controller.core.actions import (
 )
 from controller.core.desired import fingerprint
 from controller.core.drift import observed_hash
+from controller.core.observed import ObservedState
 from controller.core.outcome import ActionResult, Reason
-from controller.reconcile.observe import ObservedState
 from controller.secret import redact
 from controller.vapi.client import Resource, VapiClient
 from controller.vapi.errors import (

@@ -1,80 +1,52 @@
-"""One full pass: tools for the whole account, then every organization, then tool pruning.
+"""One full pass, for ``reconcile`` and ``plan``: a thin driver over the step chain.
 
-``plan_pass`` stops after planning (``vapi-reconciler plan``); ``reconcile_pass`` applies.
+Observe Vapi completely once; the account's tools first; then every organization (all of
+them planned before any is applied, so the prune limit judges the pass's deletions together);
+then the tools again, for the deletions that had to wait until no assistant linked them.
+``plan_pass`` stops before apply and writes nothing anywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 from uuid import UUID
 
 from loguru import logger
 
-from controller.config import Settings
-from controller.core.actions import (
-    AdoptTool,
-    CreateTool,
-    DeleteTool,
-    OrgPlan,
-    ToolAction,
-    ToolPlan,
-)
+from controller.core.actions import DeleteTool, OrgPlan
 from controller.core.desired import DesiredState
+from controller.core.observed import ObservedState
 from controller.core.outcome import OrgOutcome, PassOutcome
-from controller.core.plan import PruneDecision, guard_prune, plan_org, plan_tools
-from controller.reconcile.apply import Applier
-from controller.reconcile.converge import Runtime, assistant_context, converge_org
+from controller.core.plan import PassPlan, PruneDecision, planned_tool_ids
+from controller.reconcile.chain import Chain, DirectRecorder
 from controller.reconcile.findings import report_findings
-from controller.reconcile.observe import ObservedState, observe, org_ids_to_visit
-from controller.reconcile.status import Recorded, record_outcomes
-from desired_state.load import load_desired, load_tool_ids
+from controller.reconcile.observe import ObservedCache
+from controller.reconcile.prune import PassPruneLimit
+from controller.reconcile.runtime import Runtime
+from desired_state.load import load_desired
 
-PENDING_TOOL_ID = "(new:{name})"
+Progress = Callable[[int, int], None]
+"""Told (organizations done, organizations planned) as a pass goes."""
 
-
-@dataclass(frozen=True)
-class PassPlan:
-    desired: DesiredState
-    observed: ObservedState
-    tools: ToolPlan
-    orgs: Mapping[UUID, OrgPlan]
-    prune: PruneDecision = field(default_factory=lambda: PruneDecision(True, 0))
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.tools.actions) or any(
-            p.actions or p.blocked or p.invalid for p in self.orgs.values()
-        )
+NO_DELETES = PassPruneLimit(PruneDecision(False, 0, "deletions wait for the pass's decision"))
 
 
 async def plan_pass(runtime: Runtime, *, org_ids: Collection[UUID] | None = None) -> PassPlan:
     """What a pass would do, writing nothing anywhere."""
-    desired, observed = await _load_and_observe(runtime, org_ids)
-    return plan_from(runtime.settings, desired, observed, org_ids)
-
-
-def plan_from(
-    settings: Settings,
-    desired: DesiredState,
-    observed: ObservedState,
-    org_ids: Collection[UUID] | None = None,
-) -> PassPlan:
-    """The plan of a pass over a snapshot of both sides. Pure."""
-    tools = plan_tools_for(settings, desired, observed)
-    tool_ids = dict(desired.tool_ids)
-    for action in tools.actions:
-        if isinstance(action, AdoptTool):
-            tool_ids[action.tool_name] = action.vapi_id
-        elif isinstance(action, CreateTool):
-            tool_ids[action.tool_name] = PENDING_TOOL_ID.format(name=action.tool_name)
-    return _plan_orgs(settings, desired, observed, tools, tool_ids, org_ids)
-
-
-Progress = Callable[[int, int], None]
-"""Told (organizations done, organizations planned) as a pass goes."""
+    chain = await _observed_chain(runtime)
+    tools = await chain.reconcile_tools(
+        await _load(runtime, ()), reconcile_id="plan", limit=NO_DELETES, apply=False
+    )
+    desired = await _load(runtime, org_ids)
+    desired = replace(desired, tool_ids=planned_tool_ids(desired.tool_ids, tools.plan))
+    orgs = await _prepare(chain, desired, org_ids)
+    limit = _pass_limit(runtime, chain.cache.state, orgs, tool_deletes=len(tools.plan.orphans))
+    if not limit.decision.allowed:
+        orgs = {org_id: p.without_deletes() for org_id, p in orgs.items()}
+    return PassPlan(tools.plan, orgs, limit.decision)
 
 
 async def reconcile_pass(
@@ -86,45 +58,36 @@ async def reconcile_pass(
     reconcile_id = uuid.uuid4().hex[:12]
     outcome = PassOutcome(reconcile_id)
     await report_findings(runtime.engine)
-    desired, observed = await _load_and_observe(runtime, org_ids)
-    applier = Applier(runtime.client, runtime.engine, reconcile_id, observed)
-    tools = plan_tools_for(runtime.settings, desired, observed)
-    tool_ids = dict(desired.tool_ids)
-    outcome.tool_errors = [f"{name}: {why}" for name, why in tools.invalid.items()]
-    if runtime.settings.writes_enabled:
-        creates = [a for a in tools.actions if not isinstance(a, DeleteTool)]
-        outcome.tool_errors += await _apply_tools(applier, creates)
-        async with runtime.engine.connect() as conn:
-            tool_ids = await load_tool_ids(conn)
-    plan = _plan_orgs(runtime.settings, desired, observed, tools, tool_ids, org_ids)
-    outcome.prune_blocked = "" if plan.prune.allowed else plan.prune.reason
-    limit = asyncio.Semaphore(runtime.settings.controller.concurrency)
+    chain = await _observed_chain(runtime)
+    tools = await chain.reconcile_tools(
+        await _load(runtime, ()), reconcile_id=reconcile_id, limit=NO_DELETES
+    )
+    desired = await _load(runtime, org_ids)  # after the tools: their ids are current
+    plans = await _prepare(chain, desired, org_ids)
+    limit = _pass_limit(runtime, chain.cache.state, plans, tool_deletes=len(tools.plan.orphans))
+    outcome.prune_blocked = "" if limit.decision.allowed else limit.decision.reason
+    slots = asyncio.Semaphore(runtime.settings.controller.concurrency)
+    recorder = DirectRecorder(runtime)
     done = 0
     if on_progress:
-        on_progress(done, len(plan.orgs))
+        on_progress(done, len(plans))
 
-    async def visit(org_plan: OrgPlan) -> OrgOutcome:
-        async with limit:
-            result = await converge_org(
-                runtime,
-                applier,
-                org_plan,
-                desired=org_plan.org_id in desired.orgs,
-                prune_blocked=outcome.prune_blocked,
+    async def finish(plan: OrgPlan) -> OrgOutcome:
+        nonlocal done
+        async with slots:
+            result = await chain.finish_org(
+                plan, desired, reconcile_id=reconcile_id, limit=limit, recorder=recorder
             )
-            judged = Recorded.judged(result, desired, tool_ids)
-            async with runtime.engine.begin() as conn:
-                await record_outcomes(conn, [judged])
-            nonlocal done
-            done += 1
-            if on_progress:
-                on_progress(done, len(plan.orgs))
-            return result
+        done += 1
+        if on_progress:
+            on_progress(done, len(plans))
+        return result
 
-    outcome.orgs = list(await asyncio.gather(*(visit(p) for p in plan.orgs.values())))
-    if runtime.settings.writes_enabled and plan.prune.allowed:
-        deletes = [a for a in tools.actions if isinstance(a, DeleteTool)]
-        outcome.tool_errors += await _apply_tools(applier, deletes)
+    outcome.orgs = list(await asyncio.gather(*(finish(p) for p in plans.values())))
+    pruned = await chain.reconcile_tools(
+        await _load(runtime, ()), reconcile_id=reconcile_id, limit=limit, deletes_only=True
+    )
+    outcome.tool_errors = list(dict.fromkeys(tools.errors + pruned.errors))
     logger.bind(reconcile_id=reconcile_id).info(
         "pass finished: {orgs} organizations {states}, {calls} Vapi calls",
         orgs=len(outcome.orgs),
@@ -134,63 +97,45 @@ async def reconcile_pass(
     return outcome
 
 
-async def _apply_tools(applier: Applier, actions: Sequence[ToolAction]) -> list[str]:
-    errors: list[str] = []
-    for action in actions:
-        result = await applier.apply(action)
-        if not result.ok:
-            errors.append(f"{result.description}: {result.error}")
-    return errors
+async def _observed_chain(runtime: Runtime) -> Chain:
+    cache = ObservedCache(runtime.client)
+    await cache.relist()
+    return Chain(runtime, cache)
 
 
-async def _load_and_observe(
-    runtime: Runtime, org_ids: Collection[UUID] | None
-) -> tuple[DesiredState, ObservedState]:
+async def _load(runtime: Runtime, org_ids: Collection[UUID] | None) -> DesiredState:
     async with runtime.engine.connect() as conn:
-        desired = await load_desired(conn, org_ids=org_ids)
-    return desired, await observe(runtime.client)
+        return await load_desired(conn, org_ids=org_ids)
 
 
-def plan_tools_for(settings: Settings, desired: DesiredState, observed: ObservedState) -> ToolPlan:
-    return plan_tools(
-        tools=desired.tools,
-        observed=observed.tools,
-        registry=desired.tool_ids,
-        baselines=desired.baselines,
-        backend_url=settings.backend_url,
-        prune=settings.controller.prune,
-    )
-
-
-def _plan_orgs(
-    settings: Settings,
-    desired: DesiredState,
-    observed: ObservedState,
-    tools: ToolPlan,
-    tool_ids: Mapping[str, str],
-    org_ids: Collection[UUID] | None,
-) -> PassPlan:
-    context = assistant_context(settings, desired, observed, tool_ids, tools)
-    visit = org_ids_to_visit(desired.orgs, observed, desired.known_org_ids)
+async def _prepare(
+    chain: Chain, desired: DesiredState, org_ids: Collection[UUID] | None
+) -> dict[UUID, OrgPlan]:
+    """Plans of every organization to visit: desired ones, plus any with assistants or a
+    status row left to settle."""
+    visit = set(desired.orgs) | chain.cache.state.tagged_org_ids() | set(desired.known_org_ids)
     if org_ids is not None:
-        visit = [org for org in visit if org in set(org_ids)]
-    plans = {
-        org_id: plan_org(
-            org_id=org_id,
-            desired=desired.orgs.get(org_id),
-            observed=observed.for_org(org_id, desired.orgs.get(org_id)),
-            context=context,
-            prune=settings.controller.prune,
-        )
-        for org_id in visit
-    }
-    decision = guard_prune(
-        planned_deletes=sum(len(p.deletes) for p in plans.values())
-        + sum(isinstance(a, DeleteTool) for a in tools.actions),
-        managed_total=observed.managed_count(),
-        max_count=settings.controller.max_prune_per_pass,
-        max_fraction=settings.controller.max_prune_fraction,
+        visit &= set(org_ids)
+    ordered = sorted(visit, key=str)
+    slots = asyncio.Semaphore(chain.runtime.settings.controller.concurrency)
+
+    async def prepare(org_id: UUID) -> OrgPlan:
+        async with slots:
+            return await chain.prepare_org(org_id, desired)
+
+    return dict(zip(ordered, await asyncio.gather(*(prepare(o) for o in ordered)), strict=True))
+
+
+def _pass_limit(
+    runtime: Runtime, observed: ObservedState, plans: Mapping[UUID, OrgPlan], *, tool_deletes: int
+) -> PassPruneLimit:
+    """The pass's one prune decision, over every deletion it planned (tools included)."""
+    planned = sum(len(p.deletes) for p in plans.values())
+    if runtime.settings.controller.prune:
+        planned += tool_deletes
+    return PassPruneLimit.judged(
+        planned=planned, observed=observed, bounds=runtime.settings.prune_bounds
     )
-    if not decision.allowed:
-        plans = {org_id: p.without_deletes() for org_id, p in plans.items()}
-    return PassPlan(desired, observed, tools, plans, decision)
+
+
+__all__ = ["DeleteTool", "PassPlan", "Progress", "plan_pass", "reconcile_pass"]

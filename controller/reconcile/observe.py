@@ -1,9 +1,10 @@
 """Observe Vapi. Observing never writes.
 
-``ObservedState`` is the indexed view a plan reads. ``ObservedCache`` keeps one up to date
-cheaply (an informer): a complete listing at start and now and then (deletions are invisible
-otherwise), ``updatedAtGe`` polls in between, and the controller's own writes applied as they
-happen, so they never look like drift.
+``ObservedCache`` keeps an ``ObservedState`` (the indexed view a plan reads) up to date
+cheaply, as an informer does: a complete listing at start and now and then (deletions are
+invisible otherwise), ``updatedAtGe`` polls in between, and the controller's own writes
+applied as they happen, so they never look like drift. Objects Vapi returns in a shape the
+controller cannot read are reported once (id and what is wrong) and kept apart.
 """
 
 from __future__ import annotations
@@ -14,100 +15,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
-from controller.core.desired import DesiredOrg
-from controller.core.observed import ObservedAssistant, ObservedTool
-from controller.vapi.client import Resource, VapiClient
+from loguru import logger
+
+from controller.core.keys import TOOLS, WorkKey
+from controller.core.observed import ObservedState, Resource
+from controller.vapi.client import VapiClient
+from controller.vapi.errors import NotFoundError
 from controller.vapi.listing import Page, parse_instant
-from desired_state.queue import TOOLS_KEY
 
 WATERMARK_SKEW = timedelta(minutes=5)
-
-
-class ObservedState:
-    def __init__(
-        self,
-        assistants: Iterable[Mapping[str, Any]] = (),
-        tools: Iterable[Mapping[str, Any]] = (),
-    ) -> None:
-        self._assistants: dict[str, ObservedAssistant] = {}
-        self._tools: dict[str, ObservedTool] = {}
-        self._by_org: dict[UUID, dict[str, ObservedAssistant]] = {}
-        self._managed = 0
-        for body in assistants:
-            self.upsert("assistant", body)
-        for body in tools:
-            self.upsert("tool", body)
-
-    @property
-    def assistants(self) -> tuple[ObservedAssistant, ...]:
-        return tuple(self._assistants.values())
-
-    @property
-    def tools(self) -> tuple[ObservedTool, ...]:
-        return tuple(self._tools.values())
-
-    def assistant(self, vapi_id: str) -> ObservedAssistant | None:
-        return self._assistants.get(vapi_id)
-
-    def get(self, resource: Resource, vapi_id: str) -> ObservedAssistant | ObservedTool | None:
-        return (self._assistants if resource == "assistant" else self._tools).get(vapi_id)
-
-    def upsert(self, resource: Resource, body: Mapping[str, Any]) -> set[UUID]:
-        """Store ``body``; returns the organizations whose observed state it touched."""
-        if resource == "tool":
-            self._tools[str(body["id"])] = ObservedTool(body)
-            return {TOOLS_KEY}
-        touched = self.remove("assistant", str(body["id"]))
-        new = ObservedAssistant(body)
-        self._assistants[new.id] = new
-        self._managed += new.is_managed
-        if new.org_tag is not None:
-            self._by_org.setdefault(new.org_tag, {})[new.id] = new
-            touched.add(new.org_tag)
-        return touched
-
-    def remove(self, resource: Resource, vapi_id: str) -> set[UUID]:
-        if resource == "tool":
-            return {TOOLS_KEY} if self._tools.pop(vapi_id, None) else set()
-        old = self._assistants.pop(vapi_id, None)
-        if old is None:
-            return set()
-        self._managed -= old.is_managed
-        if old.org_tag is not None:
-            self._by_org.get(old.org_tag, {}).pop(vapi_id, None)
-            return {old.org_tag}
-        return set()
-
-    def tagged_org_ids(self) -> set[UUID]:
-        return {
-            org for org, found in self._by_org.items() if any(a.is_managed for a in found.values())
-        }
-
-    def managed_count(self) -> int:
-        return self._managed
-
-    def for_org(self, org_id: UUID, desired: DesiredOrg | None) -> Sequence[ObservedAssistant]:
-        """Assistants tagged for the organization, plus those its agents name by id."""
-        found = dict(self._by_org.get(org_id, {}))
-        for agent in desired.agents if desired else ():
-            named = self._assistants.get(agent.vapi_assistant_id or "")
-            if named is not None:
-                found.setdefault(named.id, named)
-        return list(found.values())
-
-
-async def observe(client: VapiClient) -> ObservedState:
-    assistants, tools = await asyncio.gather(client.list_all("assistant"), client.list_all("tool"))
-    return ObservedState(assistants, tools)
-
-
-def org_ids_to_visit(
-    desired: Iterable[UUID], observed: ObservedState, known: Iterable[UUID]
-) -> list[UUID]:
-    """Desired organizations, plus any with assistants or status rows left to settle."""
-    return sorted(set(desired) | observed.tagged_org_ids() | set(known), key=str)
 
 
 @dataclass(frozen=True)
@@ -132,14 +49,15 @@ class ObservedCache:
         self._watermark: dict[Resource, str] = {}
         self.listed = False
         self._confirming: _Confirmation | None = None
+        self._reported: set[tuple[str, str]] = set()
 
-    async def relist(self) -> set[UUID]:
+    async def relist(self) -> set[WorkKey]:
         """A complete listing, applied to the cache page by page (memory stays at the cache
         plus one page); then what the listing proved gone is removed. Returns the
         organizations whose observed state changed (all of them on the first listing)."""
         seen: dict[Resource, set[str]] = {"assistant": set(), "tool": set()}
         began: dict[Resource, datetime] = {}
-        touched: set[UUID] = set()
+        touched: set[WorkKey] = set()
 
         def absorb(resource: Resource) -> Callable[[Page], None]:
             def page(items: Page) -> None:
@@ -159,25 +77,28 @@ class ObservedCache:
             self._advance(resource, [])  # an empty account still starts its watermark
         first = not self.listed
         self.listed = True
-        return self.state.tagged_org_ids() if first else touched
+        return {TOOLS, *self.state.tagged_org_ids()} if first else touched
 
     def _forget_unseen(
         self, resource: Resource, seen: set[str], began: datetime | None
-    ) -> set[UUID]:
+    ) -> set[WorkKey]:
         """Deleted in Vapi: cached, not listed, and created before the listing began (an
         object created since, by a write of ours, may have been missed by the walk)."""
         cached = self.state.assistants if resource == "assistant" else self.state.tools
-        touched: set[UUID] = set()
+        touched: set[WorkKey] = set()
         for found in cached:
             if found.id in seen:
                 continue
             if began is None or not found.created_at or parse_instant(found.created_at) <= began:
                 touched |= self.state.remove(resource, found.id)
+        for unusable in list(self.state.unusable.values()):
+            if unusable.resource == resource and unusable.vapi_id not in seen:
+                touched |= self.state.remove(resource, unusable.vapi_id)
         return touched
 
-    async def poll(self) -> set[UUID]:
+    async def poll(self) -> set[WorkKey]:
         """What changed since the last look (``updatedAtGe`` the newest ``updatedAt`` seen)."""
-        touched: set[UUID] = set()
+        touched: set[WorkKey] = set()
         resources: tuple[Resource, ...] = ("assistant", "tool")
         for resource in resources:
             since = self._watermark.get(resource)
@@ -209,18 +130,43 @@ class ObservedCache:
         items = await self.client.list_all("assistant", filters={"createdAtGe": since})
         self._absorb("assistant", items)
 
+    async def confirm_known(self, resource: Resource, vapi_ids: Iterable[str | None]) -> None:
+        """Confirm before creating: an object Postgres names but the cache lacks (another
+        replica made it since the last poll, or it was deleted) is looked up by id."""
+        for vid in vapi_ids:
+            if vid and not self.state.holds(resource, vid):
+                try:
+                    self.record_write(resource, await self.client.get(resource, vid))
+                except NotFoundError:
+                    continue
+
     def record_write(self, resource: Resource, body: Mapping[str, Any]) -> None:
         self.state.upsert(resource, body)
+        self._report_unusable()
 
-    def _absorb(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> set[UUID]:
-        touched: set[UUID] = set()
+    def _absorb(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> set[WorkKey]:
+        touched: set[WorkKey] = set()
         for body in items:
             known = self.state.get(resource, str(body["id"]))
             if known is not None and not _newer(body, known.body):
                 continue  # the cache already holds this version or a later write of ours
             touched |= self.state.upsert(resource, body)
         self._advance(resource, items)
+        self._report_unusable()
         return touched
+
+    def _report_unusable(self) -> None:
+        """Each unusable object once per problem, at WARNING, by id (never its content)."""
+        for found in self.state.unusable.values():
+            if (found.vapi_id, found.problem) not in self._reported:
+                self._reported.add((found.vapi_id, found.problem))
+                logger.warning(
+                    "Vapi returned {} {} in a shape the controller cannot use ({}): it is left "
+                    "alone and never replaced",
+                    found.resource,
+                    found.vapi_id,
+                    found.problem,
+                )
 
     def _advance(self, resource: Resource, items: Sequence[Mapping[str, Any]]) -> None:
         """The newest ``updatedAt`` a listing returned. Never moved by the controller's own

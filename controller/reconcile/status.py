@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.core.desired import DesiredOrg, DesiredState, DesiredTool
+from controller.core.desired import ToolRow
 from controller.core.outcome import OrgOutcome
 from controller.secret import redact
 from desired_state import records
@@ -19,30 +19,11 @@ MESSAGE_MAX = 4000
 
 @dataclass(frozen=True)
 class Recorded:
-    """An organization's outcome and the ``org_tools`` it should hold (None: leave them)."""
+    """An organization's outcome and the ``org_tools`` rows it should hold (None: leave
+    them; see ``controller.core.outcome.links_to_record``)."""
 
     outcome: OrgOutcome
-    links: Mapping[str, ToolLink] | None
-
-    @classmethod
-    def judged(
-        cls,
-        outcome: OrgOutcome,
-        desired: DesiredState,
-        tool_ids: Mapping[str, str] | None = None,
-    ) -> Recorded:
-        """``org_tools`` are rewritten only for a synced organization, and only when they
-        differ from what the snapshot read (``tool_ids``: newer than the snapshot's)."""
-        org = desired.orgs.get(outcome.org_id)
-        if outcome.state != "synced" or org is None:
-            return cls(outcome, None)
-        links = linked_tools(org, desired.tools, desired.tool_ids if tool_ids is None else tool_ids)
-        rows = {
-            (link.tool_name, link.vapi_tool_id, link.definition_hash) for link in links.values()
-        }
-        if rows == desired.org_tools.get(outcome.org_id, frozenset()):
-            return cls(outcome, None)
-        return cls(outcome, links)
+    links: frozenset[ToolRow] | None = None
 
     @property
     def forgotten(self) -> bool:
@@ -70,17 +51,11 @@ async def record_outcomes(conn: AsyncConnection, recorded: Sequence[Recorded]) -
         ],
     )
     links: dict[UUID, Mapping[str, ToolLink]] = {org_id: {} for org_id in gone}
-    links.update({r.outcome.org_id: r.links for r in kept if r.links is not None})
+    links.update(
+        {
+            r.outcome.org_id: {name: ToolLink(name, vid, digest) for name, vid, digest in r.links}
+            for r in kept
+            if r.links is not None
+        }
+    )
     await records.replace_org_tools(conn, links)
-
-
-def linked_tools(
-    desired: DesiredOrg, tools: Sequence[DesiredTool], tool_ids: Mapping[str, str]
-) -> dict[str, ToolLink]:
-    """The tools linked into at least one of the organization's assistants."""
-    roles = {agent.role for agent in desired.agents}
-    return {
-        tool.name: ToolLink(tool.name, tool_ids[tool.name], tool.definition_hash)
-        for tool in tools
-        if tool.enabled and tool.name in tool_ids and roles & set(tool.roles)
-    }

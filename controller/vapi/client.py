@@ -14,10 +14,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
+from controller.core.observed import Resource
 from controller.secret import MasterKey
 from controller.vapi.body import ACCEPTED_ENCODINGS, BodyError, BoundedBody
 from controller.vapi.errors import (
@@ -40,7 +41,6 @@ from controller.vapi.ratelimit import RateLimiter
 SHARED_STRING_MAX = 64
 """Strings up to this length in Vapi's answers are interned (keys, providers, ids)."""
 
-Resource = Literal["assistant", "tool"]
 MAX_BODY_BYTES = 8 * 1024 * 1024
 ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 BACKOFF_BASE = 0.25

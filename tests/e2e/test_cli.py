@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 
+from desired_state.embedded import scratch_database
 from desired_state.migrate import head_revision
 from tests.conftest import TEST_KEY
 from tests.e2e.conftest import Cli, sim_stats
@@ -94,3 +96,38 @@ def test_an_http_backend_outside_development_refuses_to_start(cli: Cli) -> None:
     result = unset("run", timeout=30)
     assert result.returncode == 1
     assert "BACKEND_URL is not set" in result.stderr
+
+
+def test_every_set_up_error_stops_run_reconcile_and_plan_with_one_line_and_exit_1(
+    cli: Cli, pg_admin_url: str
+) -> None:
+    """The table of issue 12's set-up errors: each command, its exit code, its one line."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    busy = holder.getsockname()[1]
+    (cli.cwd / "typo.toml").write_text('[defaults]\nvoice_provider = "elevenlab"\n')
+    (cli.cwd / "busy.toml").write_text(f'[server]\nlisten = "127.0.0.1:{busy}"\n')
+    (cli.cwd / "badlisten.toml").write_text('[server]\nlisten = "localhost"\n')
+    cases = [
+        (("--config", "absent.toml"), "no such config file"),
+        (("--config", "typo.toml"), "voice provider 'elevenlab' is unknown"),
+        (("--config", "badlisten.toml"), "is not HOST:PORT"),
+    ]
+    try:
+        with scratch_database(pg_admin_url, prefix="vapi_reconciler_bare") as bare:
+            unmigrated = Cli({**cli.env, "DATABASE_URL": bare}, cli.cwd)
+            for command in ("run", "reconcile", "plan"):
+                for args, line in cases:
+                    result = cli(command, *args, timeout=30)
+                    assert (result.returncode, line in result.stderr) == (1, True), result.stderr
+                    assert result.stderr.count("\n") == 1, result.stderr
+                result = unmigrated(command, timeout=30)
+                assert result.returncode == 1, result.stderr
+                assert "run `vapi-reconciler migrate`" in result.stderr
+                assert result.stderr.count("\n") == 1, result.stderr
+        result = cli("run", "--config", "busy.toml", timeout=30)
+        assert result.returncode == 1
+        assert f"127.0.0.1:{busy}: Address already in use" in result.stderr
+    finally:
+        holder.close()

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import ControllerSettings
-from controller.reconcile.converge import Runtime
+from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.tables import agents, org_status, org_tools
 
@@ -36,7 +36,7 @@ def assistant_of_agent(sim: SimulatorState, agent_id: UUID) -> dict[str, Any]:
     found = [
         a
         for a in sim.objects["assistant"].values()
-        if (a.get("metadata") or {}).get("agent_id") == str(agent_id)
+        if isinstance(a.get("metadata"), dict) and a["metadata"].get("agent_id") == str(agent_id)
     ]
     assert len(found) == 1, f"expected one assistant for agent {agent_id}, found {len(found)}"
     return found[0]

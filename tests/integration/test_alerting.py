@@ -12,8 +12,8 @@ from controller.alerting.alerter import Alerter
 from controller.alerting.payloads import signature
 from controller.alerting.sinks import Sinks
 from controller.config import AlertingSettings
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from controller.simulator import ScriptedFault, SimulatorState
 from desired_state.sample import SampleOrg, seed_clinics
 from desired_state.tables import agents

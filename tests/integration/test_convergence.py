@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
 from controller.reconcile.observe import ObservedCache
+from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.sample import seed_clinics
 from desired_state.tables import tool_definitions

@@ -12,9 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import Settings
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
 from controller.reconcile.observe import ObservedCache
+from controller.reconcile.runtime import Runtime
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import ScriptedFault, SimulatorState, SimulatorTransport

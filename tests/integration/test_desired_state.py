@@ -7,8 +7,8 @@ from pathlib import Path
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.embedded import scratch_database
 from desired_state.migrate import HERE, head_revision, migrate

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, event, given, settings
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.sample import seed_clinics
 from desired_state.tables import agents, organizations

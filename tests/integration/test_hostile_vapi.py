@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from controller.secret import MasterKey
 from controller.simulator import SimulatorState
 from controller.vapi.client import MAX_BODY_BYTES, VapiClient

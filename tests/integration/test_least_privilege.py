@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
+from controller.reconcile.runtime import Runtime
 from desired_state.sample import seed_clinics
 
 

@@ -6,8 +6,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.sample import seed_clinics
 from tests.integration.helpers import (

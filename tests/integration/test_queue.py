@@ -8,13 +8,14 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.core.keys import TOOLS
 from controller.core.outcome import OrgOutcome
 from controller.daemon.settle import Finished, Settler
-from controller.reconcile.converge import Runtime
+from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded
 from desired_state import queue
 from desired_state.load import load_status
-from desired_state.queue import TOOLS_KEY, Claim, Completion
+from desired_state.queue import Claim, Completion
 from desired_state.sample import seed_clinics
 from tests.integration.helpers import update_agent
 
@@ -29,7 +30,7 @@ async def claim(
 async def complete(engine: AsyncEngine, claimed: Claim, due_in: float | None = 300) -> bool:
     async with engine.begin() as conn:
         kept = await queue.complete(conn, [Completion(claimed, due_in, 0, None)])
-    return claimed.org_id in kept
+    return claimed.key in kept
 
 
 async def settle_tools(engine: AsyncEngine) -> None:
@@ -48,7 +49,7 @@ async def test_concurrent_claimers_never_get_the_same_organization(
 
     batches = await asyncio.gather(*(claim(runtime.engine, f"r{i}", limit=4) for i in range(8)))
 
-    claimed = [c.org_id for batch in batches for c in batch]
+    claimed = [c.key for batch in batches for c in batch]
     assert len(claimed) == 30
     assert len(set(claimed)) == 30
     assert await claim(runtime.engine, "late") == []
@@ -63,7 +64,7 @@ async def test_no_organization_is_claimed_while_the_tools_are_due(
         await queue.ensure_rows(conn)
     assert await claim(runtime.engine, "a") == []
     tools = await claim(runtime.engine, "a", tools=True)
-    assert [c.org_id for c in tools] == [TOOLS_KEY]
+    assert [c.key for c in tools] == [TOOLS]
     assert await claim(runtime.engine, "b") == []
     assert await complete(runtime.engine, tools[0])
     assert len(await claim(runtime.engine, "b")) == 2
@@ -116,7 +117,7 @@ async def test_a_permanent_failure_waits_for_a_change_of_its_rows(
 
     await update_agent(platform, clinic.agent_ids[1], first_message="Fixed")
 
-    assert [c.org_id for c in await claim(runtime.engine, "a")] == [clinic.org_id]
+    assert [c.key for c in await claim(runtime.engine, "a")] == [clinic.org_id]
 
 
 async def test_the_controllers_own_link_write_does_not_enqueue_its_org(
@@ -162,17 +163,17 @@ async def test_a_group_commit_records_only_the_claims_still_held(
     settler = Settler(runtime.engine)
 
     def finished(claimed: Claim) -> Finished:
-        outcome = OrgOutcome(claimed.org_id, "failed", "boom", reason="vapi_rejected")
+        outcome = OrgOutcome(claimed.key, "failed", "boom", reason="vapi_rejected")
         return Finished(Completion(claimed, 5, 1, "boom"), Recorded(outcome, None))
 
     kept = await asyncio.gather(*(settler.settle(finished(c)) for c in held))
 
-    assert dict(zip([c.org_id for c in held], kept, strict=True)) == {
-        c.org_id: c.org_id != taken_over.org_id for c in held
+    assert dict(zip([c.key for c in held], kept, strict=True)) == {
+        c.key: c.key != taken_over.key for c in held
     }
     async with runtime.engine.connect() as conn:
         statuses = {row["org_id"]: row for row in await load_status(conn)}
-    assert set(statuses) == {c.org_id for c in held} - {taken_over.org_id}
+    assert set(statuses) == {c.key for c in held} - {taken_over.key}
     assert {(s["state"], s["consecutive_failures"]) for s in statuses.values()} == {("failed", 1)}
 
 
@@ -190,7 +191,7 @@ async def test_renewing_a_claim_completed_meanwhile_neither_hides_nor_loses_its_
         lost = await queue.renew(conn, [claimed], lease_seconds=60)
 
     assert lost == set()
-    assert [c.org_id for c in await claim(runtime.engine, "b")] == [claimed.org_id]
+    assert [c.key for c in await claim(runtime.engine, "b")] == [claimed.key]
 
 
 async def test_renewing_a_claim_taken_over_reports_it_lost(
@@ -206,4 +207,4 @@ async def test_renewing_a_claim_taken_over_reports_it_lost(
     async with runtime.engine.begin() as conn:
         lost = await queue.renew(conn, [stale], lease_seconds=60)
 
-    assert lost == {stale.org_id}
+    assert lost == {stale.key}

@@ -12,8 +12,8 @@ from loguru import logger
 from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.findings import credential_paths, load_findings
 from desired_state.sample import seed_clinics

@@ -11,10 +11,39 @@ from controller.daemon.reload import ConfigWatcher
 from controller.secret import MasterKey, MissingKeyError, read_master_key, redact, register_secret
 
 
-def test_a_missing_file_means_every_default(tmp_path: Path) -> None:
-    settings = load_settings(tmp_path / "absent.toml", environ={})
+def test_a_missing_file_is_an_error_unless_the_command_allows_defaults(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_settings(tmp_path / "absent.toml", environ={})
+    settings = load_settings(tmp_path / "absent.toml", environ={}, required=False)
     assert settings.controller.mode == "enforce"
     assert settings.alerting.unreconciled_after_seconds == 600
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[defaults]\nvoice_provider = "elevenlab"\n', "voice provider 'elevenlab' is unknown"),
+        ('[defaults]\nvoice = " "\n', "voice is empty"),
+        ('[server]\nlisten = "localhost"\n', "is not HOST:PORT"),
+        ('[server]\nlisten = "127.0.0.1:99999"\n', "is not HOST:PORT"),
+    ],
+)
+def test_an_invalid_default_or_listen_address_is_refused_when_read(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ={})
+
+
+def test_a_config_file_that_disappears_keeps_the_settings_in_force(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('backend_url = "https://api.platform.example"\n[controller]\npaused = true\n')
+    watcher = ConfigWatcher(path, load_settings(path, environ={}))
+    path.unlink()
+    assert watcher.changed(force=True) is None
+    assert watcher.current.controller.paused is True
 
 
 def test_the_shipped_config_file_is_valid() -> None:
@@ -36,7 +65,9 @@ def test_a_webhook_base_that_is_not_plain_https_is_refused(
     tmp_path: Path, environ: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_settings(tmp_path / "absent.toml", environ=environ).require_backend_url()
+        load_settings(
+            tmp_path / "absent.toml", environ=environ, required=False
+        ).require_backend_url()
 
 
 def test_http_webhooks_only_in_development(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.config import DefaultsSettings
 from controller.core.desired import DesiredAgent, DesiredTool
 from controller.core.render import (
     InvalidAgentError,
@@ -18,6 +17,7 @@ from controller.core.render import (
     render_assistant,
     render_tool,
 )
+from controller.core.settings import RenderDefaults
 from controller.simulator.validation import assistant_problems, tool_problems
 from tests.hostile_strategies import agent_rows
 
@@ -28,7 +28,7 @@ def test_a_hostile_row_renders_valid_or_fails_clearly(row: dict[str, object]) ->
     agent = DesiredAgent(agent_id=uuid.uuid4(), org_id=uuid.uuid4(), **row)  # type: ignore[arg-type]
     try:
         body = render_assistant(
-            agent, tool_ids=["t-1"], defaults=DefaultsSettings(), backend_url="https://b.test"
+            agent, tool_ids=["t-1"], defaults=RenderDefaults(), backend_url="https://b.test"
         )
     except InvalidAgentError as exc:
         refused, problems = str(exc), []
@@ -44,7 +44,7 @@ def test_temperatures_out_of_range_or_not_numbers_are_invalid(temperature: float
         uuid.uuid4(), uuid.uuid4(), "inbound", "Front desk", "Be kind.", temperature=temperature
     )
     with pytest.raises(InvalidAgentError, match="temperature"):
-        render_assistant(agent, tool_ids=[], defaults=DefaultsSettings(), backend_url="https://b")
+        render_assistant(agent, tool_ids=[], defaults=RenderDefaults(), backend_url="https://b")
 
 
 JSON = st.recursive(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from controller.config import DefaultsSettings
 from controller.core.actions import (
     AdoptTool,
     CreateAssistant,
@@ -22,6 +21,7 @@ from controller.core.plan import (
     plan_tools,
 )
 from controller.core.render import render_assistant
+from controller.core.settings import PruneBounds, RenderDefaults
 
 ORG = uuid.uuid4()
 OTHER_ORG = uuid.uuid4()
@@ -29,7 +29,7 @@ BACKEND = "https://b.example"
 CONTEXT = AssistantContext(
     tool_ids_by_role={"inbound": ["t1"], "outbound": ["t1"]},
     baselines={},
-    defaults=DefaultsSettings(),
+    defaults=RenderDefaults(),
     backend_url=BACKEND,
 )
 
@@ -52,7 +52,7 @@ def assistant(vapi_id: str, metadata: dict[str, Any] | None, **body: Any) -> Obs
 
 
 def in_sync(a: DesiredAgent, vapi_id: str) -> ObservedAssistant:
-    body = render_assistant(a, tool_ids=["t1"], defaults=DefaultsSettings(), backend_url=BACKEND)
+    body = render_assistant(a, tool_ids=["t1"], defaults=RenderDefaults(), backend_url=BACKEND)
     return ObservedAssistant({**body, "id": vapi_id, "createdAt": "2026-01-01T00:00:00.000Z"})
 
 
@@ -147,13 +147,9 @@ def test_an_invalid_agent_is_reported_and_its_sibling_still_converges() -> None:
 
 
 def test_the_prune_guard_trips_on_count_and_on_share() -> None:
-    assert guard_prune(planned_deletes=3, managed_total=100, max_count=5, max_fraction=0.1).allowed
-    assert not guard_prune(
-        planned_deletes=6, managed_total=100, max_count=5, max_fraction=1
-    ).allowed
-    assert not guard_prune(
-        planned_deletes=2, managed_total=4, max_count=5, max_fraction=0.1
-    ).allowed
+    assert guard_prune(planned_deletes=3, managed_total=100, bounds=PruneBounds(5, 0.1)).allowed
+    assert not guard_prune(planned_deletes=6, managed_total=100, bounds=PruneBounds(5, 1)).allowed
+    assert not guard_prune(planned_deletes=2, managed_total=4, bounds=PruneBounds(5, 0.1)).allowed
 
 
 TOOL = DesiredTool("endCall", "End.", {"type": "object", "properties": {}}, "/endCall")

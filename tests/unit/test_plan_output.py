@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,9 +22,16 @@ from controller.core.desired import (
     DesiredTool,
     fingerprint,
 )
+from controller.core.observed import ObservedState
+from controller.core.plan import (
+    PassPlan,
+    assistant_context,
+    guard_prune,
+    plan_org,
+    plan_tools,
+    planned_tool_ids,
+)
 from controller.core.render import render_assistant, render_tool
-from controller.reconcile.full_pass import PassPlan, plan_from
-from controller.reconcile.observe import ObservedState
 from controller.report import plan_json, plan_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +114,43 @@ def scripted_plan() -> PassPlan:
     observed = ObservedState(
         [observed_assistant("asst-in-sync", in_sync), drifted, renamed, orphan], [tool]
     )
-    return plan_from(settings, desired, observed)
+    return plan_snapshot(settings, desired, observed)
+
+
+def plan_snapshot(settings: Settings, desired: DesiredState, observed: ObservedState) -> PassPlan:
+    """What ``plan_pass`` makes of a snapshot, from the core's functions (no I/O here)."""
+    tools = plan_tools(
+        tools=desired.tools,
+        observed=observed.tools,
+        registry=desired.tool_ids,
+        baselines=desired.baselines,
+        backend_url=settings.backend_url,
+        prune=settings.controller.prune,
+    )
+    desired = replace(desired, tool_ids=planned_tool_ids(desired.tool_ids, tools))
+    context = assistant_context(
+        desired, observed, defaults=settings.defaults, backend_url=settings.backend_url
+    )
+    visit = sorted(set(desired.orgs) | observed.tagged_org_ids() | desired.known_org_ids, key=str)
+    orgs = {}
+    for org_id in visit:
+        found = desired.orgs.get(org_id)
+        named = [a.vapi_assistant_id for a in found.agents] if found else []
+        orgs[org_id] = plan_org(
+            org_id=org_id,
+            desired=found,
+            observed=observed.for_org(org_id, named),
+            context=context,
+            prune=settings.controller.prune,
+        )
+    decision = guard_prune(
+        planned_deletes=sum(len(p.deletes) for p in orgs.values()) + len(tools.orphans),
+        managed_total=observed.managed_count(),
+        bounds=settings.prune_bounds,
+    )
+    if not decision.allowed:
+        orgs = {org_id: p.without_deletes() for org_id, p in orgs.items()}
+    return PassPlan(tools, orgs, decision)
 
 
 def _body(desired: DesiredAgent) -> dict[str, Any]:

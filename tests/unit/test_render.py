@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from controller.config import DefaultsSettings
 from controller.core.desired import DesiredAgent, DesiredTool
 from controller.core.render import (
     InvalidAgentError,
@@ -15,6 +14,7 @@ from controller.core.render import (
     render_assistant,
     render_tool,
 )
+from controller.core.settings import RenderDefaults
 
 AGENT = DesiredAgent(
     agent_id=uuid.uuid4(),
@@ -31,7 +31,7 @@ AGENT = DesiredAgent(
 
 def render(agent: DesiredAgent) -> dict[str, object]:
     return render_assistant(
-        agent, tool_ids=["t2", "t1"], defaults=DefaultsSettings(), backend_url="https://b.example/"
+        agent, tool_ids=["t2", "t1"], defaults=RenderDefaults(), backend_url="https://b.example/"
     )
 
 
@@ -61,7 +61,7 @@ def test_metadata_others_put_beside_the_tags_is_kept_and_the_tags_win() -> None:
     body = render_assistant(
         AGENT,
         tool_ids=[],
-        defaults=DefaultsSettings(),
+        defaults=RenderDefaults(),
         backend_url="https://b",
         observed_metadata={"crm": "1", "org_id": "forged"},
     )

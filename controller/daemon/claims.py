@@ -1,0 +1,264 @@
+"""The claim loop: claim due work rows, run each through the step chain, settle it fenced.
+
+Level-triggered: a work row says "look at this organization", never "do this". The account's
+tools, when due, run alone and first (assistants link tool ids). Every task it starts is held
+in ``inflight`` until it ends, so shutdown can wait for it or release its claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from functools import partial
+
+from loguru import logger
+
+from controller.core.desired import DesiredState
+from controller.core.keys import TOOLS, WorkKey
+from controller.core.outcome import OrgOutcome, Retry
+from controller.core.schedule import SchedulePolicy, next_visit
+from controller.daemon.guard import Guard
+from controller.daemon.health import Health
+from controller.daemon.metrics import Metrics
+from controller.daemon.settle import Finished, Settler
+from controller.reconcile.chain import OUTAGES, Chain
+from controller.reconcile.prune import WindowPruneLimit
+from controller.reconcile.runtime import Runtime
+from controller.reconcile.status import Recorded
+from controller.secret import redact
+from desired_state import queue
+from desired_state.load import load_desired
+from desired_state.queue import Claim, Completion
+
+CLAIM_BATCH = 256
+"""Rows claimed at once. Most visits find nothing to do and finish without a Vapi call; only
+``concurrency`` organizations at a time do Vapi work, the rest wait their turn in-process."""
+DOWN_RETRY_SECONDS = 2.0
+
+
+class Slots:
+    """A concurrency bound that can be resized while work waits on it (hot reload)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._used = 0
+        self._freed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._freed:
+            await self._freed.wait_for(lambda: self._used < self.size)
+            self._used += 1
+
+    async def __aexit__(self, *_: object) -> None:
+        async with self._freed:
+            self._used -= 1
+            self._freed.notify_all()
+
+    async def resize(self, size: int) -> None:
+        async with self._freed:
+            self.size = size
+            self._freed.notify_all()
+
+
+@dataclass(frozen=True)
+class ClaimRecorder:
+    """Records an organization's outcome together with its claim's fenced completion."""
+
+    settler: Settler
+    claimed: Claim
+    policy: SchedulePolicy
+
+    async def record(self, recorded: Recorded) -> bool:
+        outcome = recorded.outcome
+        error = None if outcome.converged else outcome.message
+        return await self.settler.settle(
+            Finished(_completion(self.claimed, outcome.retry, self.policy, error), recorded)
+        )
+
+
+class ClaimLoop:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        chain: Chain,
+        health: Health,
+        metrics: Metrics,
+        guard: Guard,
+        replica_id: str,
+    ) -> None:
+        self.runtime = runtime
+        self.chain = chain
+        self.health = health
+        self.metrics = metrics
+        self.guard = guard
+        self.replica_id = replica_id
+        self.settler = Settler(runtime.engine)
+        self.slots = Slots(runtime.settings.controller.concurrency)
+        self.inflight: dict[WorkKey, tuple[Claim, asyncio.Task[None]]] = {}
+        self.wake = asyncio.Event()
+        self.due_now = False
+        """Seen by the heartbeat: rows were due and unclaimed."""
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            self.health.turned()
+            self.wake.clear()
+            room = self._room()
+            if room:
+                claimed = await self.guard.run("claim", partial(self._claim, room))
+                if claimed is None:
+                    await _wait(stopping, DOWN_RETRY_SECONDS)
+                    continue
+                self.health.claimed(got=claimed, due=self.due_now)
+                if claimed == room:
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.wake.wait(), self.runtime.settings.controller.idle_poll_seconds
+                )
+
+    async def drain(self, grace_seconds: float) -> list[Claim]:
+        """Let in-flight work finish within the grace period; cancel the rest and return
+        the claims still held (the caller releases them)."""
+        tasks = [task for _, task in self.inflight.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        return [claimed for claimed, _ in self.inflight.values()]
+
+    def _room(self) -> int:
+        """Claim again once a slot is free: a batch, less what is already held."""
+        concurrency = self.runtime.settings.controller.concurrency
+        if len(self.inflight) >= concurrency:
+            return 0
+        return max(CLAIM_BATCH, concurrency) - len(self.inflight)
+
+    async def _claim(self, room: int) -> int:
+        lease = self.runtime.settings.controller.lease_seconds
+        async with self.runtime.engine.begin() as conn:
+            tools = await queue.claim(
+                conn, owner=self.replica_id, limit=1, tools=True, lease_seconds=lease
+            )
+        self.health.recovered()
+        for claimed in tools:  # alone and first: assistants link tool ids
+            await self._work(claimed, DesiredState())
+        async with self.runtime.engine.begin() as conn:
+            claims = await queue.claim(conn, owner=self.replica_id, limit=room, lease_seconds=lease)
+        if claims:
+            orgs = [c.key for c in claims if c.key is not TOOLS]
+            async with self.runtime.engine.connect() as conn:
+                desired = await load_desired(conn, org_ids=orgs)
+            for claimed in claims:
+                task = asyncio.create_task(self._work(claimed, desired))
+                self.inflight[claimed.key] = (claimed, task)
+                task.add_done_callback(lambda _: self.wake.set())
+        self.metrics.inflight.set(len(self.inflight))
+        return len(tools) + len(claims)
+
+    async def _work(self, claimed: Claim, desired: DesiredState) -> None:
+        started = time.monotonic()
+        reconcile_id = uuid.uuid4().hex[:12]
+        result = "error"
+        try:
+            async with self.slots:
+                self.health.started(claimed)
+                try:
+                    result = await self._reconcile(claimed, desired, reconcile_id)
+                except OUTAGES as exc:
+                    self.health.failure(exc)
+                    await self.guard.run("settle", partial(self._fail, claimed, exc))
+        except Exception as exc:  # the chain's edge caught the organization's own errors
+            self.metrics.internal_errors.labels("work").inc()
+            logger.opt(exception=exc).bind(org_id=str(claimed.key)).error(
+                "internal error settling a claim: {}", type(exc).__name__
+            )
+        finally:
+            self.health.finished(claimed)
+            self.inflight.pop(claimed.key, None)
+            self.metrics.inflight.set(len(self.inflight))
+            self.metrics.reconciles.labels(result).inc()
+            self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    async def _reconcile(self, claimed: Claim, desired: DesiredState, reconcile_id: str) -> str:
+        """One work row through the chain; returns the result label for metrics."""
+        limit = WindowPruneLimit(
+            self.runtime.engine,
+            self.chain.cache.state,
+            self.runtime.settings.prune_bounds,
+            self.runtime.settings.controller.resync_interval_seconds,
+        )
+        if claimed.key is TOOLS:
+            tools = await self.chain.reconcile_tools(
+                await self._tools_desired(), reconcile_id=reconcile_id, limit=limit
+            )
+            error = "; ".join(tools.errors) or None
+            retry: Retry = "backoff" if error else "resync"
+            completion = _completion(claimed, retry, self._policy(), error)
+            kept = await self.settler.settle(Finished(completion, None))
+            if tools.relink:
+                await self._mark_every_org_due()
+            self._count_lost(claimed, kept)
+            return "failed" if error else "synced"
+        recorder = ClaimRecorder(self.settler, claimed, self._policy())
+        outcome = await self.chain.reconcile_org(
+            claimed.key, desired, reconcile_id=reconcile_id, limit=limit, recorder=recorder
+        )
+        self._observe(outcome)
+        return outcome.state
+
+    def _observe(self, outcome: OrgOutcome) -> None:
+        self.health.outcome(outcome)
+        self.metrics.writes.inc(outcome.writes)
+        if outcome.reason == "internal_error":
+            self.metrics.internal_errors.labels("reconcile").inc()
+
+    async def _fail(self, claimed: Claim, exc: Exception) -> None:
+        """An outage during the reconcile: the claim completes with backoff, nothing else."""
+        error = redact(f"{type(exc).__name__}: {exc}")[:2000]
+        kept = await self.settler.settle(
+            Finished(_completion(claimed, "backoff", self._policy(), error), None)
+        )
+        self._count_lost(claimed, kept)
+
+    def _count_lost(self, claimed: Claim, kept: bool) -> None:
+        if not kept:
+            self.metrics.leases_lost.inc()
+            logger.bind(org_id=str(claimed.key)).warning(
+                "lease lost to another replica: this outcome is not recorded"
+            )
+
+    async def _tools_desired(self) -> DesiredState:
+        async with self.runtime.engine.connect() as conn:
+            return await load_desired(conn, org_ids=())
+
+    async def _mark_every_org_due(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            await queue.mark_due(conn, None)
+
+    def _policy(self) -> SchedulePolicy:
+        c = self.runtime.settings.controller
+        return SchedulePolicy(
+            c.resync_interval_seconds,
+            c.resync_jitter,
+            c.backoff_base_seconds,
+            c.backoff_max_seconds,
+        )
+
+
+def _completion(
+    claimed: Claim, retry: Retry, policy: SchedulePolicy, error: str | None
+) -> Completion:
+    visit = next_visit(retry, attempts=claimed.attempts, policy=policy, draw=random.random())
+    return Completion(claimed, visit.due_in, visit.attempts, error)
+
+
+async def _wait(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)

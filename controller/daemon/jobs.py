@@ -1,0 +1,193 @@
+"""The daemon's periodic jobs, on APScheduler (the one scheduler): watch Vapi (polls and
+relists), heartbeat and renew leases, sweep for new organizations, scan security findings,
+reload the config, evaluate and deliver alerts.
+
+Each job runs through the daemon's ``Guard``. ``stop`` stops the scheduler and then waits
+for the jobs still running, so none (a heartbeat, say) outlives the shutdown that follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from controller.alerting.alerter import Alerter
+from controller.core.keys import WorkKey
+from controller.daemon.claims import ClaimLoop
+from controller.daemon.guard import Guard
+from controller.daemon.health import Health
+from controller.daemon.metrics import Metrics
+from controller.daemon.reload import Reloader
+from controller.reconcile.findings import report_findings
+from controller.reconcile.observe import ObservedCache
+from controller.reconcile.runtime import Runtime
+from desired_state import queue
+from desired_state.findings import PER_ORG_VAPI_KEY
+from desired_state.load import load_state_counts
+
+Job = Callable[[], Awaitable[None]]
+
+
+class Jobs:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        cache: ObservedCache,
+        claims: ClaimLoop,
+        health: Health,
+        metrics: Metrics,
+        guard: Guard,
+        alerter: Alerter,
+        reloader: Reloader | None,
+        replica_id: str,
+    ) -> None:
+        self.runtime = runtime
+        self.cache = cache
+        self.claims = claims
+        self.health = health
+        self.metrics = metrics
+        self.guard = guard
+        self.alerter = alerter
+        self.reloader = reloader
+        self.replica_id = replica_id
+        self.live_replicas = 1
+        self._scheduler = AsyncIOScheduler()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        settings = self.runtime.settings
+        poll = settings.vapi.poll_interval_seconds
+        relist = settings.vapi.relist_interval_seconds
+        beat = max(settings.controller.lease_seconds / 3, 0.5)
+        resync = settings.controller.resync_interval_seconds
+        jobs: tuple[tuple[str, Job, float, float], ...] = (
+            ("poll", self.poll_vapi, poll, poll * 0.1),
+            ("relist", self.relist_vapi, relist, relist * 0.1),
+            ("heartbeat", self.heartbeat, beat, 0),
+            ("sweep", self.sweep, resync, 0),
+            ("findings", self.scan_findings, resync, 0),
+            ("reload", self.reload, settings.controller.reload_interval_seconds, 0),
+            ("alerts", self.evaluate_alerts, settings.alerting.evaluate_interval_seconds, 0),
+            ("delivery", self.deliver_alerts, 1.0, 0),
+        )
+        for name, job, every, jitter in jobs:
+            self._scheduler.add_job(
+                self._tracked(name, job),
+                "interval",
+                seconds=every,
+                jitter=jitter or None,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,  # a busy loop runs late jobs late, never skips them
+            )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _tracked(self, name: str, job: Job) -> Job:
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await self.guard.run(name, job)
+            finally:
+                self._running.discard(task)
+
+        return run
+
+    # -- the jobs ------------------------------------------------------------------------
+    async def poll_vapi(self) -> None:
+        if self.cache.listed:
+            await self._observe(await self.cache.poll())
+
+    async def relist_vapi(self) -> None:
+        if self.cache.listed:
+            await self._observe(await self.cache.relist())
+
+    async def _observe(self, touched: set[WorkKey]) -> None:
+        self.health.vapi_answered()
+        drifted = {key for key in touched if key not in self.claims.inflight}
+        if drifted:
+            self.metrics.drift_detected.inc(len(drifted))
+        await self.mark_due(touched)
+
+    async def heartbeat(self) -> None:
+        lease = self.runtime.settings.controller.lease_seconds
+        async with self.runtime.engine.begin() as conn:
+            live = await queue.heartbeat(conn, replica_id=self.replica_id, live_within=lease)
+            lost = await queue.renew(
+                conn, [c for c, _ in self.claims.inflight.values()], lease_seconds=lease
+            )
+            due = await queue.due_count(conn)
+        self.health.recovered()
+        self.live_replicas = live
+        self.share_rate()
+        self.claims.due_now = due > 0
+        self.metrics.replicas.set(live)
+        self.metrics.ready.set(1 if self.health.readiness()[0] else 0)
+        self.metrics.rate_limit_wait.set(self.runtime.client.limiter.waited_seconds)
+        self.metrics.queue_depth.set(due)
+        if lost:
+            self.metrics.leases_lost.inc(len(lost))
+
+    async def sweep(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            await queue.ensure_rows(conn, self.cache.state.tagged_org_ids())
+
+    async def scan_findings(self) -> None:
+        found = await report_findings(self.runtime.engine)
+        self.metrics.security_findings.labels(PER_ORG_VAPI_KEY).set(found[PER_ORG_VAPI_KEY])
+
+    async def reload(self) -> None:
+        if self.reloader is not None:
+            await self.reloader.check(force=False)
+
+    async def evaluate_alerts(self) -> None:
+        before = (self.alerter.fired, self.alerter.resolved)
+        try:
+            if self.health.db_ok:
+                await self.alerter.evaluate()
+                await self._count_states()
+            await self.alerter.evaluate_controller(postgres_up=self.health.db_ok)
+        finally:
+            self.metrics.alerts_fired.inc(self.alerter.fired - before[0])
+            self.metrics.alerts_resolved.inc(self.alerter.resolved - before[1])
+
+    async def deliver_alerts(self) -> None:
+        failures = self.alerter.sink_failures
+        try:
+            await self.alerter.deliver()
+        finally:
+            self.metrics.sink_failures.inc(self.alerter.sink_failures - failures)
+
+    async def _count_states(self) -> None:
+        async with self.runtime.engine.connect() as conn:
+            counts = await load_state_counts(conn)
+        for state in ("synced", "progressing", "failed", "paused", "blocked"):
+            self.metrics.org_states.labels(state).set(counts.get(state, 0))
+        self.metrics.unreconciled.set(counts.get("unreconciled", 0))
+
+    # -- shared by the daemon's parts ----------------------------------------------------
+    async def mark_due(self, keys: set[WorkKey] | None) -> None:
+        """Make work rows due now (every organization's when None)."""
+        if keys is not None and not keys:
+            return
+        async with self.runtime.engine.begin() as conn:
+            if keys is not None:
+                await queue.ensure_rows(conn, keys)
+            await queue.mark_due(conn, keys)
+
+    def share_rate(self) -> None:
+        """This replica's share of the account's request budget."""
+        vapi, live = self.runtime.settings.vapi, self.live_replicas
+        self.runtime.client.limiter.set_rate(
+            vapi.rate_limit_per_second / live, burst=max(vapi.burst // live, 1)
+        )

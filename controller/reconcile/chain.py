@@ -1,0 +1,273 @@
+"""The reconcile step chain: the one place a reconcile is written. Open this file first.
+
+Every driver runs the same steps, top to bottom, each a short method with early returns:
+
+    confirm -> plan -> guard -> apply -> judge -> record
+
+``reconcile_org`` does that for one organization, ``reconcile_tools`` for the account's
+tools. ``vapi-reconciler reconcile`` (``full_pass.reconcile_pass``), ``plan``
+(``full_pass.plan_pass``, which stops before apply) and the daemon (one claimed work row at a
+time) are thin drivers over these methods. Decisions are made by the pure core
+(``controller.core.plan``); this file only sequences I/O around them.
+
+Must not: hold a database transaction across a Vapi call; write when the settings in force
+(read again before every write) forbid it; let anything unexpected escape from one
+organization's reconcile: the chain's edge turns it into a ``failed`` outcome with reason
+``internal_error``, logged with its traceback, so one organization never stops the others.
+Postgres and Vapi outages do escape: the driver waits for them to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from loguru import logger
+from sqlalchemy.exc import DBAPIError
+
+from controller.core.actions import CreateTool, DeleteTool, OrgPlan, ToolAction
+from controller.core.desired import DesiredOrg, DesiredState
+from controller.core.keys import TOOLS
+from controller.core.outcome import (
+    ActionResult,
+    OrgOutcome,
+    ToolsOutcome,
+    links_to_record,
+    org_outcome,
+)
+from controller.core.plan import assistant_context, plan_org, plan_tools
+from controller.reconcile.apply import Applier
+from controller.reconcile.observe import ObservedCache
+from controller.reconcile.prune import PruneLimit
+from controller.reconcile.runtime import Runtime
+from controller.reconcile.status import Recorded, record_outcomes
+from controller.secret import redact
+from controller.vapi.errors import VapiError
+
+OUTAGES = (DBAPIError, OSError, VapiError)
+"""Failures of Postgres or Vapi as a whole: not one organization's, so they pass the edge."""
+
+
+class Recorder(Protocol):
+    async def record(self, recorded: Recorded) -> bool:
+        """Write an organization's outcome; False when it no longer may (lease lost)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DirectRecorder:
+    """Records at once, in a transaction of its own (the one-shot commands)."""
+
+    runtime: Runtime
+
+    async def record(self, recorded: Recorded) -> bool:
+        async with self.runtime.engine.begin() as conn:
+            await record_outcomes(conn, [recorded])
+        return True
+
+
+@dataclass
+class Chain:
+    runtime: Runtime
+    cache: ObservedCache
+
+    # -- organizations -------------------------------------------------------------------
+    async def reconcile_org(
+        self,
+        org_id: UUID,
+        desired: DesiredState,
+        *,
+        reconcile_id: str,
+        limit: PruneLimit,
+        recorder: Recorder,
+    ) -> OrgOutcome:
+        """Every step for one organization (the daemon's unit of work)."""
+        plan = await self.prepare_org(org_id, desired)
+        return await self.finish_org(
+            plan, desired, reconcile_id=reconcile_id, limit=limit, recorder=recorder
+        )
+
+    async def prepare_org(self, org_id: UUID, desired: DesiredState) -> OrgPlan:
+        """confirm -> plan. Writes nothing anywhere (``plan`` stops here)."""
+        try:
+            org = desired.orgs.get(org_id)
+            await self._confirm(org, desired, began=time.monotonic())
+            return self._plan(org_id, org, desired)
+        except OUTAGES:
+            raise
+        except Exception as exc:
+            return OrgPlan(org_id, error=_internal_error(org_id, exc).message)
+
+    async def finish_org(
+        self,
+        plan: OrgPlan,
+        desired: DesiredState,
+        *,
+        reconcile_id: str,
+        limit: PruneLimit,
+        recorder: Recorder,
+    ) -> OrgOutcome:
+        """guard -> apply -> judge -> record."""
+        org_id = plan.org_id
+        try:
+            plan, prune_blocked = await self._guard(plan, limit)
+            results = await self._apply(plan, reconcile_id)
+            outcome = self._judge(plan, results, desired, prune_blocked)
+        except OUTAGES:
+            raise
+        except Exception as exc:
+            outcome = _internal_error(org_id, exc)
+        links = links_to_record(outcome, desired, desired.tool_ids)
+        if not await recorder.record(Recorded(outcome, links)):
+            return outcome
+        _log_outcome(outcome, reconcile_id)
+        return outcome
+
+    async def _confirm(self, org: DesiredOrg | None, desired: DesiredState, began: float) -> None:
+        """Before planning a create: assistants whose creation is in doubt (an intent with no
+        known outcome) are looked for by listing; those Postgres names, by id."""
+        agents = org.agents if org else ()
+        doubts = [desired.intents[a.agent_id] for a in agents if a.agent_id in desired.intents]
+        if doubts:
+            await self.cache.confirm_since(min(doubts), doubted_before=began)
+        await self.cache.confirm_known("assistant", (a.vapi_assistant_id for a in agents))
+
+    def _plan(self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState) -> OrgPlan:
+        observed = self.cache.state
+        named = [a.vapi_assistant_id for a in org.agents] if org else []
+        settings = self.runtime.settings
+        return plan_org(
+            org_id=org_id,
+            desired=org,
+            observed=observed.for_org(org_id, named),
+            unusable=observed.unusable_for_org(org_id, named),
+            context=assistant_context(
+                desired, observed, defaults=settings.defaults, backend_url=settings.backend_url
+            ),
+            prune=settings.controller.prune,
+        )
+
+    async def _guard(self, plan: OrgPlan, limit: PruneLimit) -> tuple[OrgPlan, str]:
+        """Deletions only within the prune limit; over it, none (and the reason)."""
+        if not plan.deletes:
+            return plan, ""
+        decision = await limit.decide(len(plan.deletes))
+        if decision.allowed:
+            return plan, ""
+        return plan.without_deletes(), decision.reason
+
+    async def _apply(self, plan: OrgPlan, reconcile_id: str) -> list[ActionResult]:
+        """One action at a time, each only while the settings in force allow writes."""
+        if plan.blocked or plan.error:
+            return []
+        applier = self._applier(reconcile_id)
+        results: list[ActionResult] = []
+        for action in plan.actions:
+            if not self.runtime.writes_allowed(plan.org_id):
+                break
+            results.append(await applier.apply(action))
+        return results
+
+    def _judge(
+        self,
+        plan: OrgPlan,
+        results: list[ActionResult],
+        desired: DesiredState,
+        prune_blocked: str,
+    ) -> OrgOutcome:
+        settings = self.runtime.settings
+        return org_outcome(
+            plan,
+            results,
+            desired=plan.org_id in desired.orgs,
+            paused=settings.is_paused(plan.org_id),
+            observe_only=settings.controller.mode == "observe",
+            prune_blocked=prune_blocked,
+        )
+
+    # -- the account's tools -------------------------------------------------------------
+    async def reconcile_tools(
+        self,
+        desired: DesiredState,
+        *,
+        reconcile_id: str,
+        limit: PruneLimit,
+        apply: bool = True,
+        deletes_only: bool = False,
+    ) -> ToolsOutcome:
+        """confirm -> plan -> (guard -> apply -> judge) for the tools every organization
+        shares. Their record is the registry, written by each action as it lands.
+        ``deletes_only``: a second visit in one pass, for deletions that waited on unlinks
+        (a create whose outcome was unknown must be observed again before it is repeated)."""
+        await self.cache.confirm_known("tool", desired.tool_ids.values())
+        settings = self.runtime.settings
+        plan = plan_tools(
+            tools=desired.tools,
+            observed=self.cache.state.tools,
+            registry=desired.tool_ids,
+            baselines=desired.baselines,
+            backend_url=settings.backend_url,
+            prune=settings.controller.prune,
+        )
+        if not apply:
+            return ToolsOutcome(plan)
+        actions = plan.actions
+        if deletes_only:
+            actions = tuple(a for a in actions if isinstance(a, DeleteTool))
+        results = await self._apply_tools(actions, reconcile_id, limit)
+        errors = [f"tool {name}: {why}" for name, why in plan.invalid.items()]
+        errors += [f"{r.description}: {r.error}" for r in results if not r.ok]
+        relink = any(r.ok and r.action in ("CreateTool", "AdoptTool") for r in results)
+        return ToolsOutcome(plan, tuple(errors), relink)
+
+    async def _apply_tools(
+        self, actions: tuple[ToolAction, ...], reconcile_id: str, limit: PruneLimit
+    ) -> list[ActionResult]:
+        """Creates at once (independent of each other), then the rest one by one; a tool is
+        deleted only once no assistant links it, and within the prune limit."""
+        applier = self._applier(reconcile_id)
+        creates = [a for a in actions if isinstance(a, CreateTool)]
+        results: list[ActionResult] = []
+        if creates and self.runtime.writes_allowed(TOOLS):
+            results += await asyncio.gather(*(applier.apply(a) for a in creates))
+        for action in actions:
+            if isinstance(action, CreateTool):
+                continue
+            if not self.runtime.writes_allowed(TOOLS):
+                break
+            if isinstance(action, DeleteTool) and not await self._may_delete_tool(action, limit):
+                continue
+            results.append(await applier.apply(action))
+        return results
+
+    async def _may_delete_tool(self, action: DeleteTool, limit: PruneLimit) -> bool:
+        linked = self.cache.state.linked_tool_ids()
+        return action.vapi_id not in linked and (await limit.decide(1)).allowed
+
+    def _applier(self, reconcile_id: str) -> Applier:
+        return Applier(self.runtime.client, self.runtime.engine, reconcile_id, self.cache.state)
+
+
+def _internal_error(org_id: UUID, exc: Exception) -> OrgOutcome:
+    """The chain's edge: a bug in one organization's reconcile, logged with its traceback."""
+    what = redact(f"{type(exc).__name__}: {exc}")
+    logger.opt(exception=exc).bind(org_id=str(org_id)).error(
+        "internal error reconciling the organization: {}", what
+    )
+    return OrgOutcome.internal_error(org_id, what)
+
+
+def _log_outcome(outcome: OrgOutcome, reconcile_id: str) -> None:
+    """One summary line per reconcile; a resync that found nothing to do at DEBUG."""
+    quiet = outcome.state == "synced" and not outcome.writes
+    level = "DEBUG" if quiet else "WARNING" if outcome.state == "failed" else "INFO"
+    logger.bind(org_id=str(outcome.org_id), reconcile_id=reconcile_id).log(
+        level,
+        "reconciled: {state}, {writes} writes{message}",
+        state=outcome.state,
+        writes=outcome.writes,
+        message=f": {outcome.message}" if outcome.message else "",
+    )
