@@ -127,9 +127,8 @@ def controller_template(
                 run_script(engine, platform_sql)
             migrate(url, with_platform_schema=platform_sql is None)
             grants = ROLE_SQL.read_text(encoding="utf-8").replace("vapi_reconciler", role)
-            with engine.begin() as conn:
-                conn.exec_driver_sql(grants)
-                conn.exec_driver_sql(f"alter role \"{role}\" password '{CONTROLLER_PASSWORD}'")
+            run_script(engine, grants)
+            run_script(engine, f"alter role \"{role}\" password '{CONTROLLER_PASSWORD}'")
         finally:
             engine.dispose()
         yield str(make_url(url).database)
