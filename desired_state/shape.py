@@ -70,6 +70,7 @@ NEEDED: Mapping[str, tuple[Column, ...]] = {
         Column("definition_hash", _TEXT, "varchar(64)", optional=True),
     ),
     "integrations": (
+        Column("id", _UUID, "uuid"),
         Column("org_id", _UUID, "uuid"),
         Column("provider", _TEXT, "text"),
         Column("config", _JSON, "jsonb"),
