@@ -35,7 +35,7 @@ def usable_agent() -> ColumnElement[bool]:
 async def count_unusable_rows(
     conn: AsyncConnection, *, shape: PlatformShape | None = None
 ) -> dict[str, int]:
-    """Agent rows the controller skips, by why (every kind present, zero included)."""
+    """Agent rows the controller skips, by why: every kind this schema can have, zeros too."""
     found = shape if shape is not None else await shape_of(conn)
     org_exists = exists().where(organizations.c.id == agents.c.org_id)
     kinds = {

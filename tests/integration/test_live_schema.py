@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from desired_state.engine import sync_engine
 from desired_state.load import load_desired
 from desired_state.records import ToolLink, replace_org_tools
 from desired_state.sample import seed_clinics
@@ -22,6 +23,7 @@ from desired_state.unusable import (
     AGENT_WITHOUT_ORG_ID,
     count_unusable_rows,
 )
+from tests.conftest import ROLE_SQL, run_script
 from tests.integration.helpers import status_of
 
 live = pytest.mark.parametrize("platform_schema", ["live"], indirect=True)
@@ -238,3 +240,33 @@ async def test_an_agent_follows_active_and_a_disagreeing_is_active_is_only_count
     assert {a.agent_id for a in desired.orgs[on.org_id].agents} == set(on.agent_ids)
     assert desired.orgs[off.org_id].agents == ()
     assert counts[AGENT_ACTIVE_FLAGS_DISAGREE] == 3
+
+
+@both
+async def test_the_role_script_runs_again_and_gives_policies_only_where_rls_is_on(
+    database_url: str,
+    platform: AsyncEngine,
+    runtime: Runtime,
+    controller_role: str,
+    platform_schema: str,
+) -> None:
+    engine = sync_engine(database_url)
+    try:
+        run_script(engine, ROLE_SQL.read_text().replace("vapi_reconciler", controller_role))
+    finally:
+        engine.dispose()
+    async with platform.connect() as conn:
+        policies = await conn.execute(
+            text(
+                "select polrelid::regclass::text, count(*) from pg_policy "
+                "where polname like :mine group by 1"
+            ),
+            {"mine": f"{controller_role}_%"},
+        )
+        counts = dict(policies.all())
+    async with runtime.engine.connect() as conn:
+        shape = await read_shape(conn)
+
+    assert shape.problems == ()
+    expected = {"organizations": 1, "agents": 2, "integrations": 1, "org_tools": 4}
+    assert counts == (expected if platform_schema == "live" else {})
