@@ -1,4 +1,11 @@
-"""Load a desired-state snapshot: one query per table for a whole batch of organizations."""
+"""Load a desired-state snapshot: one query per table for a whole batch of organizations.
+
+The queries are built from the platform's shape (``desired_state.shape``): optional columns
+that are absent are left out, and a shape with problems (a hidden row, a missing privilege)
+raises ``PlatformShapeError`` before anything is read, so a pass never acts on part of the
+desired state. Agent rows no assistant can be made of are skipped here and counted by
+``desired_state.unusable``. Must not write.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import distinct, func, or_, select
+from sqlalchemy import distinct, func, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.desired import (
@@ -18,6 +25,7 @@ from controller.core.desired import (
     DesiredTool,
     ToolRow,
 )
+from desired_state.shape import PlatformShape, usable_shape
 from desired_state.tables import (
     agents,
     org_status,
@@ -26,17 +34,25 @@ from desired_state.tables import (
     tool_definitions,
     vapi_objects,
 )
+from desired_state.unusable import usable_agent
+
+_AGENT_COLUMNS = [c for c in agents.c if c.name not in ("created_at", "updated_at")]
 
 
 async def load_desired(
-    conn: AsyncConnection, *, org_ids: Collection[UUID] | None = None
+    conn: AsyncConnection,
+    *,
+    org_ids: Collection[UUID] | None = None,
+    shape: PlatformShape | None = None,
 ) -> DesiredState:
-    """The organizations to converge (all, or ``org_ids``), tools and the registry."""
+    """The organizations to converge (all, or ``org_ids``), tools and the registry.
+    ``shape``: the platform's, read once per database and role when not given."""
+    shape = await usable_shape(conn, shape)
     org_query = select(organizations.c.id).where(organizations.c.status == "active")
     agent_query = (
-        select(agents)
+        select(*_AGENT_COLUMNS)
         .join(organizations, organizations.c.id == agents.c.org_id)
-        .where(organizations.c.status == "active", agents.c.active.is_(True))
+        .where(organizations.c.status == "active", agents.c.active.is_(True), usable_agent())
         .order_by(agents.c.org_id, agents.c.role)
     )
     known_query = select(org_status.c.org_id)
@@ -82,6 +98,7 @@ async def load_desired(
         .where(
             organizations.c.status == "active",
             agents.c.active.is_(True),
+            usable_agent(),
             agents.c.vapi_assistant_id.is_not(None),
         )
         .group_by(agents.c.vapi_assistant_id)
@@ -92,7 +109,11 @@ async def load_desired(
         org_tools.c.org_id,
         org_tools.c.tool_name,
         org_tools.c.vapi_tool_id,
-        org_tools.c.definition_hash,
+        (
+            org_tools.c.definition_hash
+            if shape.has("org_tools", "definition_hash")
+            else null().label("definition_hash")
+        ),
     )
     if org_ids is not None:
         links_query = links_query.where(org_tools.c.org_id.in_(ids))

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
+from desired_state.shape import PlatformShape, usable_shape
 from desired_state.tables import agents, audit_log, vapi_objects
 
 Kind = Literal["assistant", "tool"]
@@ -93,26 +94,34 @@ class ToolLink:
 
 
 async def replace_org_tools(
-    conn: AsyncConnection, links_by_org: Mapping[UUID, Mapping[str, ToolLink]]
+    conn: AsyncConnection,
+    links_by_org: Mapping[UUID, Mapping[str, ToolLink]],
+    *,
+    shape: PlatformShape | None = None,
 ) -> None:
     """Make ``org_tools`` hold exactly the given links for each organization named: two
-    statements for any number of organizations; rows already right are left untouched."""
+    statements for any number of organizations; rows already right are left untouched.
+    ``definition_hash`` is stored and compared only where the platform has the column."""
     if not links_by_org:
         return
+    shape = await usable_shape(conn, shape)
+    hashed = shape.has("org_tools", "definition_hash")
     links = [(org_id, link) for org_id, found in links_by_org.items() for link in found.values()]
     await conn.execute(
-        text("""
+        text(f"""
             insert into public.org_tools as o
-              (org_id, tool_name, vapi_tool_id, definition_hash, created_at, updated_at)
-            select l.org_id, l.tool_name, l.vapi_tool_id, l.definition_hash, now(), now()
+              (org_id, tool_name, vapi_tool_id, {"definition_hash, " if hashed else ""}
+               created_at, updated_at)
+            select l.org_id, l.tool_name, l.vapi_tool_id, {"l.definition_hash, " if hashed else ""}
+                   now(), now()
             from unnest(cast(:orgs as uuid[]), cast(:names as text[]), cast(:ids as text[]),
                         cast(:hashes as text[])) as l(org_id, tool_name, vapi_tool_id,
                                                       definition_hash)
             on conflict (org_id, tool_name) do update
-            set vapi_tool_id = excluded.vapi_tool_id,
-                definition_hash = excluded.definition_hash, updated_at = now()
+            set vapi_tool_id = excluded.vapi_tool_id, updated_at = now()
+                {", definition_hash = excluded.definition_hash" if hashed else ""}
             where o.vapi_tool_id is distinct from excluded.vapi_tool_id
-               or o.definition_hash is distinct from excluded.definition_hash
+                {"or o.definition_hash is distinct from excluded.definition_hash" if hashed else ""}
         """),
         {
             "orgs": [org_id for org_id, _ in links],

@@ -1,5 +1,8 @@
 """Sample clinics for the demo, the tests and the benchmarks: realistic platform rows,
-inserted in bulk (one statement per table)."""
+inserted in bulk (one statement per table).
+
+Fills only the columns the contract names, plus ``organizations.email`` where the live
+platform has it (NOT NULL, unique there). Must not be used on a real platform's database."""
 
 from __future__ import annotations
 
@@ -7,10 +10,14 @@ import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import insert
+from sqlalchemy import column, insert, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from desired_state.tables import agents, organizations
+
+_organizations_with_email = table(
+    "organizations", column("id"), column("name"), column("status"), column("email")
+)
 
 VOICES = (("vapi", "Elliot"), ("vapi", "Paige"), ("elevenlabs", "Rachel"), ("openai", "alloy"))
 
@@ -36,7 +43,9 @@ async def seed_clinics(conn: AsyncConnection, count: int, *, start: int = 0) -> 
     for number in range(start, start + count):
         org_id = uuid.uuid4()
         name = f"Clinic {number:05d}"
-        orgs.append({"id": org_id, "name": name, "status": "active"})
+        orgs.append(
+            {"id": org_id, "name": name, "status": "active", "email": f"{org_id}@clinic.test"}
+        )
         ids = (uuid.uuid4(), uuid.uuid4())
         for agent_id, role in zip(ids, ("inbound", "outbound"), strict=True):
             provider, voice = VOICES[number % len(VOICES)]
@@ -60,6 +69,23 @@ async def seed_clinics(conn: AsyncConnection, count: int, *, start: int = 0) -> 
             )
         made.append(SampleOrg(org_id, ids))
     if orgs:
-        await conn.execute(insert(organizations), orgs)
+        if await _organizations_have_email(conn):
+            await conn.execute(insert(_organizations_with_email), orgs)
+        else:
+            await conn.execute(insert(organizations), [_without_email(org) for org in orgs])
         await conn.execute(insert(agents), rows)
     return made
+
+
+def _without_email(org: dict[str, object]) -> dict[str, object]:
+    return {key: value for key, value in org.items() if key != "email"}
+
+
+async def _organizations_have_email(conn: AsyncConnection) -> bool:
+    found = await conn.execute(
+        text(
+            "select 1 from information_schema.columns where table_schema = 'public' "
+            "and table_name = 'organizations' and column_name = 'email'"
+        )
+    )
+    return found.first() is not None

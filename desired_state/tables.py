@@ -1,6 +1,10 @@
 """SQLAlchemy Core mapping of the platform's tables (CONTRACT section 1) and the
 controller's own ``reconciler`` schema. The platform's tables are read-only to the controller
-except ``agents.vapi_assistant_id`` and ``org_tools``."""
+except ``agents.vapi_assistant_id`` and ``org_tools``.
+
+The platform's tables are mapped as the contract gives them; a live platform may differ
+(a nullable ``agents.org_id``, no ``org_tools.definition_hash``): queries that touch an
+optional column ask ``desired_state.shape`` first."""
 
 from __future__ import annotations
 

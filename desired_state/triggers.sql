@@ -2,6 +2,8 @@
 -- row due and sends NOTIFY vapi_reconciler (a wake-up hint; the row is the guarantee).
 -- Installed by every `migrate` once the platform tables exist; idempotent.
 -- The controller's own write (agents.vapi_assistant_id) does not count as a change.
+-- They never refuse a platform write: a NULL org_id (the live platform allows it) enqueues
+-- nothing, an org_id change enqueues both organizations, a bulk statement each row's own.
 -- The functions run as their owner (SECURITY DEFINER, fixed search_path with pg_temp last)
 -- so the platform's roles need no grant on the reconciler schema; nobody may call them
 -- directly (triggers check EXECUTE when they are created, not when they fire).
@@ -9,17 +11,23 @@
 create or replace function reconciler.on_org_change() returns trigger
 language plpgsql security definer set search_path = pg_catalog, reconciler, pg_temp as $$
 begin
-  if tg_op in ('UPDATE', 'DELETE') then perform reconciler.enqueue(old.id); end if;
-  if tg_op in ('INSERT', 'UPDATE') then perform reconciler.enqueue(new.id); end if;
+  if tg_op in ('UPDATE', 'DELETE') and old.id is not null then
+    perform reconciler.enqueue(old.id);
+  end if;
+  if tg_op = 'INSERT' or (tg_op = 'UPDATE' and new.id is distinct from old.id) then
+    if new.id is not null then perform reconciler.enqueue(new.id); end if;
+  end if;
   return null;
 end $$;
 
 create or replace function reconciler.on_agent_change() returns trigger
 language plpgsql security definer set search_path = pg_catalog, reconciler, pg_temp as $$
 begin
-  if tg_op in ('UPDATE', 'DELETE') then perform reconciler.enqueue(old.org_id); end if;
+  if tg_op in ('UPDATE', 'DELETE') and old.org_id is not null then
+    perform reconciler.enqueue(old.org_id);
+  end if;
   if tg_op = 'INSERT' or (tg_op = 'UPDATE' and new.org_id is distinct from old.org_id) then
-    perform reconciler.enqueue(new.org_id);
+    if new.org_id is not null then perform reconciler.enqueue(new.org_id); end if;
   end if;
   return null;
 end $$;
@@ -33,7 +41,7 @@ end $$;
 
 drop trigger if exists vapi_reconciler_org_change on public.organizations;
 create trigger vapi_reconciler_org_change
-  after insert or delete or update of status on public.organizations
+  after insert or delete or update of id, status on public.organizations
   for each row execute function reconciler.on_org_change();
 
 drop trigger if exists vapi_reconciler_agent_write on public.agents;

@@ -4,6 +4,11 @@ PostgreSQL is found in this order: ``TEST_DATABASE_URL`` or ``DATABASE_URL`` (an
 on a server where the tests may create databases), testcontainers when a Docker engine
 answers, else an embedded server from the ``pgserver`` wheel. Every test gets a fresh
 database, copied from a migrated template made once per session.
+
+Two platform schemas: the contract's (CONTRACT section 1, the default) and the live one
+(``tests/platform/voxanne-live.sql``: Supabase roles, row-level security, nullable
+``agents.org_id``). A test marked ``both_schemas`` runs on each; a test that parametrizes
+``platform_schema`` indirectly (``["live"]``) runs on the one it names.
 """
 
 from __future__ import annotations
@@ -11,12 +16,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,6 +38,27 @@ TEST_KEY = "test-master-key-0123456789"
 BACKEND = "https://backend.test"
 ROLE_SQL = Path(__file__).resolve().parents[1] / "deploy" / "postgres" / "controller-role.sql"
 CONTROLLER_PASSWORD = "controller-role-test-password"
+LIVE_SQL = Path(__file__).resolve().parent / "platform" / "voxanne-live.sql"
+PLATFORM_SCHEMAS = ("contract", "live")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_schemas: run on the contract's platform schema and on the live one "
+        "(tests/platform/voxanne-live.sql)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_schemas") is not None:
+        metafunc.parametrize("platform_schema", PLATFORM_SCHEMAS, indirect=True)
+
+
+def live_platform_sql() -> str:
+    """The live schema without psql's meta-commands (``\\set``), for a driver to run."""
+    lines = LIVE_SQL.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines if not line.startswith("\\"))
 
 
 def _docker_answers() -> bool:
@@ -76,29 +102,76 @@ def controller_role(pg_admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def template_db(pg_admin_url: str, controller_role: str) -> Iterator[str]:
-    """A migrated database (platform tables included, the controller role granted) that
-    tests copy."""
-    with scratch_database(pg_admin_url, prefix="vapi_reconciler_template") as url:
-        migrate(url, with_platform_schema=True)
-        grants = ROLE_SQL.read_text(encoding="utf-8").replace("vapi_reconciler", controller_role)
+def run_script(engine: Engine, script: str) -> None:
+    """Run a whole SQL script in one transaction, verbatim (no placeholder processing)."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(script)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+@contextmanager
+def controller_template(
+    admin_url: str, role: str, *, prefix: str, platform_sql: str | None
+) -> Iterator[str]:
+    """A database with the platform's tables (``platform_sql``, else the contract's made by
+    ``migrate --with-platform-schema``), migrated, the controller role granted (and given
+    its row-level security policies where the tables have it); yields its name."""
+    with scratch_database(admin_url, prefix=prefix) as url:
         engine = sync_engine(url)
         try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(grants)
-                conn.exec_driver_sql(
-                    f"alter role \"{controller_role}\" password '{CONTROLLER_PASSWORD}'"
-                )
+            if platform_sql is not None:
+                run_script(engine, platform_sql)
+            migrate(url, with_platform_schema=platform_sql is None)
+            grants = ROLE_SQL.read_text(encoding="utf-8").replace("vapi_reconciler", role)
+            run_script(engine, grants)
+            run_script(engine, f"alter role \"{role}\" password '{CONTROLLER_PASSWORD}'")
         finally:
             engine.dispose()
         yield str(make_url(url).database)
 
 
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str, controller_role: str) -> Iterator[str]:
+    """The contract's platform tables, migrated, the controller role granted: tests copy it."""
+    with controller_template(
+        pg_admin_url, controller_role, prefix="vapi_reconciler_template", platform_sql=None
+    ) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def live_template_db(pg_admin_url: str, controller_role: str) -> Iterator[str]:
+    """The live platform's tables (tests/platform/voxanne-live.sql), migrated, the controller
+    role granted with its policies: tests marked ``both_schemas`` copy it too."""
+    with controller_template(
+        pg_admin_url,
+        controller_role,
+        prefix="vapi_reconciler_live",
+        platform_sql=live_platform_sql(),
+    ) as name:
+        yield name
+
+
 @pytest.fixture
-def database_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    """An admin URL of a fresh database: what the platform (and a test's setup) writes with."""
-    with scratch_database(pg_admin_url, prefix="vapi_reconciler_test", template=template_db) as url:
+def platform_schema(request: pytest.FixtureRequest) -> str:
+    """Which platform schema a test runs on: ``contract`` unless it asks for ``live``."""
+    return str(getattr(request, "param", "contract"))
+
+
+@pytest.fixture
+def database_url(
+    pg_admin_url: str, platform_schema: str, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """An admin URL of a fresh database: what the platform (and a test's setup) writes with.
+    The live template is made only when a test asks for it."""
+    template = request.getfixturevalue(
+        "live_template_db" if platform_schema == "live" else "template_db"
+    )
+    with scratch_database(pg_admin_url, prefix="vapi_reconciler_test", template=template) as url:
         yield url
 
 

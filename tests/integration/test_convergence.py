@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +32,7 @@ TOOL_NAMES = {
 }
 
 
+@pytest.mark.both_schemas
 async def test_cold_start_converges_every_org_with_one_tool_per_definition(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
@@ -61,6 +63,7 @@ async def test_cold_start_converges_every_org_with_one_tool_per_definition(
     assert len(sim.writes) == 16
 
 
+@pytest.mark.both_schemas
 async def test_a_second_pass_right_after_convergence_writes_nothing(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
@@ -79,6 +82,7 @@ async def test_a_second_pass_right_after_convergence_writes_nothing(
     assert not (await plan_pass(runtime)).has_changes
 
 
+@pytest.mark.both_schemas
 async def test_an_edited_prompt_is_one_patch_with_the_full_model(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
@@ -105,6 +109,7 @@ async def test_an_edited_prompt_is_one_patch_with_the_full_model(
     assert stored["provider"] == "openai"
 
 
+@pytest.mark.both_schemas
 async def test_drift_made_behind_the_controllers_back_is_planned_then_corrected(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
@@ -152,6 +157,7 @@ async def test_drift_made_behind_the_controllers_back_is_planned_then_corrected(
     )
 
 
+@pytest.mark.both_schemas
 async def test_a_tool_definition_change_patches_the_tool_in_place_and_keeps_every_link(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:

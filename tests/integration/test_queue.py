@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -70,6 +71,7 @@ async def test_no_organization_is_claimed_while_the_tools_are_due(
     assert len(await claim(runtime.engine, "b")) == 2
 
 
+@pytest.mark.both_schemas
 async def test_a_change_during_a_reconcile_causes_exactly_one_more_pass(
     platform: AsyncEngine, runtime: Runtime
 ) -> None:
@@ -105,6 +107,7 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out(
     assert await complete(runtime.engine, fresh)
 
 
+@pytest.mark.both_schemas
 async def test_a_permanent_failure_waits_for_a_change_of_its_rows(
     platform: AsyncEngine, runtime: Runtime
 ) -> None:
@@ -120,6 +123,7 @@ async def test_a_permanent_failure_waits_for_a_change_of_its_rows(
     assert [c.key for c in await claim(runtime.engine, "a")] == [clinic.org_id]
 
 
+@pytest.mark.both_schemas
 async def test_the_controllers_own_link_write_does_not_enqueue_its_org(
     platform: AsyncEngine, runtime: Runtime
 ) -> None:
