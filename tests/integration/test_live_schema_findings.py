@@ -11,8 +11,8 @@ from loguru import logger
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from desired_state.findings import NO_ORG, credential_paths, load_findings
 from desired_state.sample import seed_clinics
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.reconcile.converge import Runtime
 from controller.reconcile.full_pass import reconcile_pass
+from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.sample import seed_clinics
 from desired_state.unusable import AGENT_WITHOUT_ORG_ID, count_unusable_rows
