@@ -78,6 +78,42 @@ async def forget(conn: AsyncConnection, *, vapi_id: str) -> None:
     await conn.execute(delete(vapi_objects).where(vapi_objects.c.vapi_id == vapi_id))
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A claim's work row and fencing token: a write under it lands only while it holds."""
+
+    row: UUID
+    token: int
+
+
+class FencedOutError(Exception):
+    """The claim's fencing token moved on: another replica owns the organization now."""
+
+
+async def hold_fence(conn: AsyncConnection, fence: Fence | None) -> None:
+    """In the caller's transaction: still ours (the row is locked until commit), or raise."""
+    if fence is None:
+        return
+    held = await conn.execute(
+        text(
+            "select 1 from reconciler.work_items where org_id = :row "
+            "and fencing_token = :token and lease_owner is not null for share"
+        ),
+        {"row": fence.row, "token": fence.token},
+    )
+    if held.first() is None:
+        raise FencedOutError(f"work row {fence.row}: fencing token {fence.token} is stale")
+
+
+async def announce_gone(conn: AsyncConnection, *, resource: str, vapi_id: str) -> None:
+    """Tell every replica, at commit, that this object was deleted in Vapi (a hint on
+    ``vapi_reconciler_gone``; a replica that misses it learns at its next listing)."""
+    await conn.execute(
+        text("select pg_notify('vapi_reconciler_gone', :payload)"),
+        {"payload": f"{resource}:{vapi_id}"},
+    )
+
+
 async def link_agent(conn: AsyncConnection, *, agent_id: UUID, vapi_id: str) -> None:
     await conn.execute(
         update(agents)

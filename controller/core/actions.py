@@ -36,6 +36,8 @@ class UpdateTool:
     definition_hash: str
     changes: tuple[FieldChange, ...]
     cause: Cause
+    basis: Mapping[str, Any] = field(default_factory=dict)
+    """The observed body this update was planned against (see ``UpdateAssistant.basis``)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class UpdateAssistant:
     """The full managed body, for the baseline."""
     changes: tuple[FieldChange, ...]
     cause: Cause
+    basis: Mapping[str, Any] = field(default_factory=dict)
+    """The observed body this update was planned against. The baseline after the write takes
+    the keys sent from Vapi's answer and every other key from here, never from the answer:
+    an edit made in the dashboard while the PATCH was in flight stays drift."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,17 @@ class OrgPlan:
     """Vapi ids of managed assistants of this organization that no agent wants."""
     error: str | None = None
     """Planning itself failed (an internal error): nothing may be written."""
+    kept: tuple[str, ...] = ()
+    """Vapi ids of the assistants the plan keeps for the organization's agents."""
+
+    @property
+    def replaces(self) -> bool:
+        """The plan creates, links or deletes: what it keeps must be confirmed in Vapi
+        first (a cache may still hold an assistant another replica or the dashboard
+        deleted, and choosing it would make the real one look orphaned)."""
+        return any(
+            isinstance(a, CreateAssistant | LinkAssistant | DeleteAssistant) for a in self.actions
+        )
 
     @property
     def deletes(self) -> tuple[DeleteAssistant, ...]:
@@ -131,4 +148,6 @@ class OrgPlan:
 
     def without_deletes(self) -> OrgPlan:
         kept = tuple(a for a in self.actions if not isinstance(a, DeleteAssistant))
-        return OrgPlan(self.org_id, kept, self.invalid, self.blocked, self.orphans, self.error)
+        return OrgPlan(
+            self.org_id, kept, self.invalid, self.blocked, self.orphans, self.error, self.kept
+        )

@@ -78,6 +78,14 @@ def observed_hash(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> st
     return fingerprint(project(desired, observed))
 
 
+def written_view(
+    basis: Mapping[str, Any], sent: Mapping[str, Any], answer: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What the controller may take as Vapi's state after a PATCH of ``sent``: the answer's
+    value of each key sent, the pre-write observation (``basis``) of every other key."""
+    return {**basis, **{key: answer.get(key) for key in sent}}
+
+
 def drift(
     desired: Mapping[str, Any], observed: Mapping[str, Any], baseline: Baseline | None
 ) -> list[FieldChange]:

@@ -25,6 +25,8 @@ Reason = Literal[
     "observe_mode",
     "paused",
     "internal_error",
+    "lease_lost",
+    "vapi_object_gone",
 ]
 """Why an organization is not synced (CONTRACT: the alert's ``reason``)."""
 """When to come back: at the resync interval, after a backoff, or not until a change."""
@@ -65,6 +67,19 @@ class OrgOutcome:
     @property
     def converged(self) -> bool:
         return self.state in ("synced", "paused")
+
+    @classmethod
+    def abandoned(cls, org_id: UUID, writes: int) -> OrgOutcome:
+        """The claim may have expired before a write: the rest of the plan was not sent;
+        whoever holds the organization now reconciles it."""
+        return cls(
+            org_id,
+            "progressing",
+            "abandoned: the claim's lease may have expired before a write",
+            writes,
+            retry="backoff",
+            reason="lease_lost",
+        )
 
     @classmethod
     def internal_error(cls, org_id: UUID, what: str) -> OrgOutcome:

@@ -101,6 +101,7 @@ def plan_tools(
                     tool.definition_hash,
                     tuple(changes),
                     cause if cause == "adopt" else _cause(body, baselines.get(current.id)),
+                    current.body,
                 )
             )
     wanted = {t.name for t in tools if t.enabled}
@@ -218,14 +219,47 @@ def plan_org(
             invalid[agent.agent_id] = str(exc)
             continue
         actions.extend(_converge_agent(org_id, agent, current, body, context.baselines))
+    duplicates = _duplicates(org_id, agents, observed, claimed)
     orphans = tuple(
         a.id
         for a in sorted(observed, key=lambda a: a.created_at)
-        if a.is_managed and a.org_tag == org_id and a.id not in claimed
+        if a.is_managed and a.org_tag == org_id and a.id not in claimed | set(duplicates)
+    )
+    actions.extend(
+        DeleteAssistant(org_id, dup, f"a later duplicate of {kept}")
+        for dup, kept in duplicates.items()
     )
     if prune:
         actions.extend(DeleteAssistant(org_id, i, "no active agent wants it") for i in orphans)
-    return OrgPlan(org_id, tuple(actions), invalid, None, orphans)
+    return OrgPlan(org_id, tuple(actions), invalid, None, orphans, kept=tuple(sorted(claimed)))
+
+
+def _duplicates(
+    org_id: UUID,
+    agents: Sequence[DesiredAgent],
+    observed: Sequence[ObservedAssistant],
+    kept: set[str],
+) -> dict[str, str]:
+    """Duplicate id -> the id kept: a managed assistant tagged for the same organization and
+    agent as the one Postgres links, and created after it (a late create by a replica whose
+    lease had expired). Deleted whatever ``prune`` says: the controller undoes its own
+    mistake, never anything older or anything Postgres names."""
+    by_id = {a.id: a for a in observed}
+    found: dict[str, str] = {}
+    for agent in agents:
+        linked = by_id.get(agent.vapi_assistant_id or "")
+        if linked is None or linked.id not in kept:
+            continue
+        for other in observed:
+            if (
+                other.id != linked.id
+                and other.is_managed
+                and other.org_tag == org_id
+                and other.agent_tag == agent.agent_id
+                and other.created_at > linked.created_at
+            ):
+                found[other.id] = linked.id
+    return found
 
 
 def _ownership_conflict(
@@ -322,6 +356,7 @@ def _converge_agent(
                 body,
                 tuple(changes),
                 cause,
+                current.body,
             )
         )
     return actions

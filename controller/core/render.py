@@ -105,9 +105,8 @@ def render_assistant(
         "server": {"url": backend_url.rstrip("/") + defaults.webhook_path},
         "maxDurationSeconds": agent.max_call_duration or defaults.max_duration_seconds,
         "metadata": {**(observed_metadata or {}), **ownership_tags(agent)},
+        "firstMessage": agent.first_message or None,
     }
-    if agent.first_message is not None:
-        body["firstMessage"] = agent.first_message
     return body
 
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from functools import partial
+from uuid import UUID
 
 from loguru import logger
 
@@ -26,6 +27,7 @@ from controller.daemon.health import Health
 from controller.daemon.metrics import Metrics
 from controller.daemon.settle import Finished, Settler
 from controller.reconcile.chain import OUTAGES, Chain
+from controller.reconcile.lease import ClaimLease, safety_margin
 from controller.reconcile.prune import WindowPruneLimit
 from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded
@@ -33,7 +35,13 @@ from controller.secret import redact
 from desired_state import queue
 from desired_state.load import load_desired
 from desired_state.queue import Claim, Completion
+from desired_state.records import Fence
 
+FRESH_SECONDS = 2.0
+"""A claim batch's desired snapshot is used for planning while younger than this and no
+change to the organization was announced since; otherwise the organization's desired state
+is loaded again right before it is planned (a claimed organization may wait long for a slot
+during a rollout, and a plan from a stale snapshot could delete what was just re-created)."""
 CLAIM_BATCH = 256
 """Rows claimed at once. Most visits find nothing to do and finish without a Vapi call; only
 ``concurrency`` organizations at a time do Vapi work, the rest wait their turn in-process."""
@@ -62,6 +70,14 @@ class Slots:
         async with self._freed:
             self.size = size
             self._freed.notify_all()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A claim batch's desired state and when (monotonic) it was loaded."""
+
+    desired: DesiredState
+    loaded_at: float
 
 
 @dataclass(frozen=True)
@@ -100,9 +116,13 @@ class ClaimLoop:
         self.settler = Settler(runtime.engine)
         self.slots = Slots(runtime.settings.controller.concurrency)
         self.inflight: dict[WorkKey, tuple[Claim, asyncio.Task[None]]] = {}
+        self.leases: dict[WorkKey, ClaimLease] = {}
+        """The local view of each held claim's lease (``controller.reconcile.lease``)."""
         self.wake = asyncio.Event()
         self.due_now = False
         """Seen by the heartbeat: rows were due and unclaimed."""
+        self._announced: dict[UUID, float] = {}
+        """Organization -> when (monotonic) a change to it was last announced (NOTIFY)."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -140,29 +160,51 @@ class ClaimLoop:
             return 0
         return max(CLAIM_BATCH, concurrency) - len(self.inflight)
 
+    def changed(self, payload: str) -> None:
+        """A change trigger announced an organization (the NOTIFY payload is its id)."""
+        with contextlib.suppress(ValueError):
+            self._announced[UUID(payload)] = time.monotonic()
+
+    def renewed(self, keys: set[WorkKey], *, asked_at: float) -> None:
+        """The heartbeat extended these claims' leases with a statement sent at ``asked_at``."""
+        for key in keys:
+            if key in self.leases:
+                self.leases[key].renewed(asked_at=asked_at)
+
     async def _claim(self, room: int) -> int:
         lease = self.runtime.settings.controller.lease_seconds
+        asked_at = time.monotonic()
         async with self.runtime.engine.begin() as conn:
             tools = await queue.claim(
                 conn, owner=self.replica_id, limit=1, tools=True, lease_seconds=lease
             )
         self.health.recovered()
         for claimed in tools:  # alone and first: assistants link tool ids
-            await self._work(claimed, DesiredState())
+            self._hold(claimed, asked_at)
+            await self._work(claimed, Snapshot(DesiredState(), time.monotonic()))
+        asked_at = time.monotonic()
         async with self.runtime.engine.begin() as conn:
             claims = await queue.claim(conn, owner=self.replica_id, limit=room, lease_seconds=lease)
         if claims:
             orgs = [c.key for c in claims if c.key is not TOOLS]
+            began = time.monotonic()  # before the read: a change announced later is newer
             async with self.runtime.engine.connect() as conn:
-                desired = await load_desired(conn, org_ids=orgs)
+                desired = Snapshot(await load_desired(conn, org_ids=orgs), began)
             for claimed in claims:
+                self._hold(claimed, asked_at)
                 task = asyncio.create_task(self._work(claimed, desired))
                 self.inflight[claimed.key] = (claimed, task)
                 task.add_done_callback(lambda _: self.wake.set())
         self.metrics.inflight.set(len(self.inflight))
         return len(tools) + len(claims)
 
-    async def _work(self, claimed: Claim, desired: DesiredState) -> None:
+    def _hold(self, claimed: Claim, asked_at: float) -> None:
+        seconds = self.runtime.settings.controller.lease_seconds
+        self.leases[claimed.key] = ClaimLease.asked(
+            at=asked_at, seconds=seconds, margin=safety_margin(seconds)
+        )
+
+    async def _work(self, claimed: Claim, desired: Snapshot) -> None:
         started = time.monotonic()
         reconcile_id = uuid.uuid4().hex[:12]
         result = "error"
@@ -182,11 +224,12 @@ class ClaimLoop:
         finally:
             self.health.finished(claimed)
             self.inflight.pop(claimed.key, None)
+            self.leases.pop(claimed.key, None)
             self.metrics.inflight.set(len(self.inflight))
             self.metrics.reconciles.labels(result).inc()
             self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
-    async def _reconcile(self, claimed: Claim, desired: DesiredState, reconcile_id: str) -> str:
+    async def _reconcile(self, claimed: Claim, snapshot: Snapshot, reconcile_id: str) -> str:
         """One work row through the chain; returns the result label for metrics."""
         limit = WindowPruneLimit(
             self.runtime.engine,
@@ -196,7 +239,10 @@ class ClaimLoop:
         )
         if claimed.key is TOOLS:
             tools = await self.chain.reconcile_tools(
-                await self._tools_desired(), reconcile_id=reconcile_id, limit=limit
+                await self._tools_desired(),
+                reconcile_id=reconcile_id,
+                limit=limit,
+                lease=self.leases[claimed.key],
             )
             error = "; ".join(tools.errors) or None
             retry: Retry = "backoff" if error else "resync"
@@ -208,7 +254,13 @@ class ClaimLoop:
             return "failed" if error else "synced"
         recorder = ClaimRecorder(self.settler, claimed, self._policy())
         outcome = await self.chain.reconcile_org(
-            claimed.key, desired, reconcile_id=reconcile_id, limit=limit, recorder=recorder
+            claimed.key,
+            await self._fresh(claimed.key, snapshot),
+            reconcile_id=reconcile_id,
+            limit=limit,
+            recorder=recorder,
+            lease=self.leases[claimed.key],
+            fence=Fence(claimed.key, claimed.token),
         )
         self._observe(outcome)
         return outcome.state
@@ -233,6 +285,16 @@ class ClaimLoop:
             logger.bind(org_id=str(claimed.key)).warning(
                 "lease lost to another replica: this outcome is not recorded"
             )
+
+    async def _fresh(self, org_id: UUID, snapshot: Snapshot) -> DesiredState:
+        """The batch's snapshot while fresh, else this organization's, loaded now."""
+        loaded_at = snapshot.loaded_at
+        stale = time.monotonic() - loaded_at > FRESH_SECONDS
+        if not stale and self._announced.get(org_id, 0.0) <= loaded_at:
+            return snapshot.desired
+        self._announced.pop(org_id, None)
+        async with self.runtime.engine.connect() as conn:
+            return await load_desired(conn, org_ids=[org_id])
 
     async def _tools_desired(self) -> DesiredState:
         async with self.runtime.engine.connect() as conn:

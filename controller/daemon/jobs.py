@@ -9,6 +9,7 @@ for the jobs still running, so none (a heartbeat, say) outlives the shutdown tha
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -121,13 +122,14 @@ class Jobs:
 
     async def heartbeat(self) -> None:
         lease = self.runtime.settings.controller.lease_seconds
+        held = [c for c, _ in self.claims.inflight.values()]
+        asked_at = time.monotonic()
         async with self.runtime.engine.begin() as conn:
             live = await queue.heartbeat(conn, replica_id=self.replica_id, live_within=lease)
-            lost = await queue.renew(
-                conn, [c for c, _ in self.claims.inflight.values()], lease_seconds=lease
-            )
+            lost = await queue.renew(conn, held, lease_seconds=lease)
             due = await queue.due_count(conn)
         self.health.recovered()
+        self.claims.renewed({c.key for c in held} - lost, asked_at=asked_at)
         self.live_replicas = live
         self.share_rate()
         self.claims.due_now = due > 0

@@ -4,28 +4,41 @@ never correctness: the work rows are polled anyway."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import psycopg
 from loguru import logger
 from sqlalchemy.engine import make_url
 
 CHANNEL = "vapi_reconciler"
+GONE = "vapi_reconciler_gone"
+"""Payload ``<resource>:<vapi id>``: a replica deleted that object in Vapi."""
 
 
 def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def listen(url: str, wake: asyncio.Event, *, retry_seconds: float = 2.0) -> None:
-    """Set ``wake`` on every notification, reconnecting forever."""
+async def listen(
+    url: str,
+    wake: asyncio.Event,
+    *,
+    on_change: Callable[[str], None] = lambda _: None,
+    on_gone: Callable[[str], None] = lambda _: None,
+    retry_seconds: float = 2.0,
+) -> None:
+    """Set ``wake`` on every change notification (and hand its payload, an organization id,
+    to ``on_change``); hand deletions by other replicas to ``on_gone``; reconnect forever."""
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(
                 libpq_url(url), autocommit=True
             ) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
+                await conn.execute(f"LISTEN {GONE}")
                 wake.set()
-                async for _ in conn.notifies():
+                async for note in conn.notifies():
+                    (on_gone if note.channel == GONE else on_change)(note.payload)
                     wake.set()
         except (psycopg.Error, OSError) as exc:
             logger.warning(

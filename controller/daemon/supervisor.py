@@ -17,6 +17,7 @@ import contextlib
 import signal
 import uuid
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,14 @@ class Daemon:
             self.jobs.start()
             await self._start()
             if not self.stopping.is_set():
-                self._spawn(listen(self.runtime.settings.database.url, self.claims.wake))
+                self._spawn(
+                    listen(
+                        self.runtime.settings.database.url,
+                        self.claims.wake,
+                        on_change=self.claims.changed,
+                        on_gone=self._gone_elsewhere,
+                    )
+                )
                 await self.claims.run(self.stopping)
         finally:
             await self._shutdown(server, serving)
@@ -185,6 +193,14 @@ class Daemon:
         self.alerter.sinks = Sinks.from_settings(fresh.alerting)
         if fresh.controller != before.controller:
             await self.jobs.mark_due(None)
+
+    def _gone_elsewhere(self, payload: str) -> None:
+        """A replica deleted an object in Vapi: out of this cache now, its organization due."""
+        resource, _, vapi_id = payload.partition(":")
+        if resource in ("assistant", "tool") and vapi_id:
+            touched = self.cache.forget("assistant" if resource == "assistant" else "tool", vapi_id)
+            if touched:
+                self._spawn(self.guard.run("gone", partial(self.jobs.mark_due, touched)))
 
     def _reload_now(self) -> None:
         if self.reloader is not None:

@@ -8,11 +8,11 @@ open across a Vapi call.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from controller.core.actions import (
     Action,
@@ -27,9 +27,10 @@ from controller.core.actions import (
     is_vapi_write,
 )
 from controller.core.desired import fingerprint
-from controller.core.drift import observed_hash
+from controller.core.drift import observed_hash, written_view
 from controller.core.observed import ObservedState
 from controller.core.outcome import ActionResult, Reason
+from controller.reconcile.lease import Lease
 from controller.secret import redact
 from controller.vapi.client import Resource, VapiClient
 from controller.vapi.errors import (
@@ -41,9 +42,10 @@ from controller.vapi.errors import (
     VapiError,
     VapiServerError,
     VapiTimeoutError,
+    WriteAbandonedError,
 )
 from desired_state import records
-from desired_state.records import AuditEntry, AuditOutcome, Kind
+from desired_state.records import AuditEntry, AuditOutcome, Fence, Kind
 
 
 @dataclass
@@ -53,6 +55,11 @@ class Applier:
     reconcile_id: str
     observed: ObservedState | None = None
     """Written through with every answer, so the controller's own writes are not drift."""
+    lease: Lease = field(default_factory=Lease)
+    """Asked right before every Vapi write is sent: a write whose claim may have expired is
+    abandoned (``WriteAbandonedError`` reaches the caller)."""
+    fence: Fence | None = None
+    """The claim's fencing token: ``agents.vapi_assistant_id`` is linked only under it."""
 
     async def apply(self, action: Action) -> ActionResult:
         description = describe(action)
@@ -89,7 +96,7 @@ class Applier:
                     None,
                     action.vapi_id,
                     action.body,
-                    response,
+                    written_view(action.basis, action.body, response),
                     audit=action,
                 )
             case DeleteTool():
@@ -100,6 +107,7 @@ class Applier:
                 )
             case LinkAssistant():
                 async with self.engine.begin() as conn:
+                    await self._hold_fence(conn)
                     await records.link_agent(conn, agent_id=action.agent_id, vapi_id=action.vapi_id)
                     await records.record_present(
                         conn,
@@ -118,7 +126,7 @@ class Applier:
                     action.org_id,
                     action.vapi_id,
                     action.desired,
-                    response,
+                    written_view(action.basis, action.patch, response),
                     audit=action,
                     agent_id=action.agent_id,
                 )
@@ -136,8 +144,8 @@ class Applier:
         async with self.engine.begin() as conn:
             await records.record_intent(conn, kind=resource, owner_key=owner_key, org_id=org_id)
         try:
-            response = await self.client.create(resource, body)
-        except VapiClientError:  # refused (429, 4xx): nothing was created, nothing to doubt
+            response = await self.client.create(resource, body, may_write=self.lease.alive)
+        except (VapiClientError, WriteAbandonedError):  # refused or never sent: no doubt
             async with self.engine.begin() as conn:
                 await records.drop_intent(conn, kind=resource, owner_key=owner_key)
             raise
@@ -159,7 +167,7 @@ class Applier:
     async def _update(
         self, resource: Resource, vapi_id: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
-        response = await self.client.update(resource, vapi_id, body)
+        response = await self.client.update(resource, vapi_id, body, may_write=self.lease.alive)
         if self.observed is not None:
             self.observed.upsert(resource, response)
         return response
@@ -190,18 +198,26 @@ class Applier:
                 else None,
             )
             if agent_id is not None:
+                await self._hold_fence(conn)
                 await records.link_agent(conn, agent_id=agent_id, vapi_id=vapi_id)
             if audit is not None:
                 await records.write_audit(conn, [self._entry(audit, vapi_id=vapi_id)])
 
+    async def _hold_fence(self, conn: AsyncConnection) -> None:
+        try:
+            await records.hold_fence(conn, self.fence)
+        except records.FencedOutError as exc:
+            raise WriteAbandonedError(f"not linked: {exc}") from None
+
     async def _delete(
         self, resource: Resource, vapi_id: str, action: DeleteTool | DeleteAssistant
     ) -> None:
-        await self.client.delete(resource, vapi_id)
+        await self.client.delete(resource, vapi_id, may_write=self.lease.alive)
         if self.observed is not None:
             self.observed.remove(resource, vapi_id)
         async with self.engine.begin() as conn:
             await records.forget(conn, vapi_id=vapi_id)
+            await records.announce_gone(conn, resource=resource, vapi_id=vapi_id)
             await records.write_audit(conn, [self._entry(action, vapi_id=vapi_id)])
 
     async def _audit(
@@ -278,11 +294,13 @@ def _outcome(exc: VapiError) -> AuditOutcome:
 
 
 def _reason(exc: VapiError) -> Reason:
+    if isinstance(exc, NotFoundError):
+        return "vapi_object_gone"
     if isinstance(exc, UnauthorizedError):
         return "vapi_key_rejected"
     if isinstance(exc, RateLimitedError):
         return "rate_limited"
-    if isinstance(exc, VapiClientError) and not isinstance(exc, NotFoundError):
+    if isinstance(exc, VapiClientError):
         return "vapi_rejected"
     return "vapi_unavailable"
 

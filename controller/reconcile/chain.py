@@ -40,12 +40,14 @@ from controller.core.outcome import (
 )
 from controller.core.plan import assistant_context, plan_org, plan_tools
 from controller.reconcile.apply import Applier
+from controller.reconcile.lease import Lease
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PruneLimit
 from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded, record_outcomes
 from controller.secret import redact
-from controller.vapi.errors import VapiError
+from controller.vapi.errors import VapiError, WriteAbandonedError
+from desired_state.records import Fence
 
 OUTAGES = (DBAPIError, OSError, VapiError)
 """Failures of Postgres or Vapi as a whole: not one organization's, so they pass the edge."""
@@ -83,11 +85,19 @@ class Chain:
         reconcile_id: str,
         limit: PruneLimit,
         recorder: Recorder,
+        lease: Lease,
+        fence: Fence | None,
     ) -> OrgOutcome:
-        """Every step for one organization (the daemon's unit of work)."""
+        """Every step for one organization (the daemon's unit of work, under its claim)."""
         plan = await self.prepare_org(org_id, desired)
         return await self.finish_org(
-            plan, desired, reconcile_id=reconcile_id, limit=limit, recorder=recorder
+            plan,
+            desired,
+            reconcile_id=reconcile_id,
+            limit=limit,
+            recorder=recorder,
+            lease=lease,
+            fence=fence,
         )
 
     async def prepare_org(self, org_id: UUID, desired: DesiredState) -> OrgPlan:
@@ -95,7 +105,10 @@ class Chain:
         try:
             org = desired.orgs.get(org_id)
             await self._confirm(org, desired, began=time.monotonic())
-            return self._plan(org_id, org, desired)
+            plan = self._plan(org_id, org, desired)
+            if plan.replaces and await self.cache.confirm_exists("assistant", plan.kept):
+                plan = self._plan(org_id, org, desired)  # what it meant to keep is gone
+            return plan
         except OUTAGES:
             raise
         except Exception as exc:
@@ -109,13 +122,26 @@ class Chain:
         reconcile_id: str,
         limit: PruneLimit,
         recorder: Recorder,
+        lease: Lease | None = None,
+        fence: Fence | None = None,
     ) -> OrgOutcome:
-        """guard -> apply -> judge -> record."""
+        """guard -> apply -> judge -> record. ``lease``/``fence``: the daemon's claim."""
         org_id = plan.org_id
+        applier = self._applier(reconcile_id, lease=lease, fence=fence)
         try:
             plan, prune_blocked = await self._guard(plan, limit)
-            results = await self._apply(plan, reconcile_id)
+            results = await self._apply(plan, applier)
+            if any(r.reason == "vapi_object_gone" for r in results):  # deleted in Vapi: once more
+                plan, prune_blocked = await self._guard(
+                    await self.prepare_org(org_id, desired), limit
+                )
+                results = [r for r in results if r.ok] + await self._apply(plan, applier)
             outcome = self._judge(plan, results, desired, prune_blocked)
+        except WriteAbandonedError:
+            outcome = OrgOutcome.abandoned(org_id, writes=0)
+            logger.bind(org_id=str(org_id), reconcile_id=reconcile_id).warning(
+                "lease may have expired: the rest of the plan is abandoned, not sent"
+            )
         except OUTAGES:
             raise
         except Exception as exc:
@@ -159,11 +185,11 @@ class Chain:
             return plan, ""
         return plan.without_deletes(), decision.reason
 
-    async def _apply(self, plan: OrgPlan, reconcile_id: str) -> list[ActionResult]:
-        """One action at a time, each only while the settings in force allow writes."""
+    async def _apply(self, plan: OrgPlan, applier: Applier) -> list[ActionResult]:
+        """One action at a time, each only while the settings in force allow writes (and,
+        inside the applier, only while the claim's lease holds)."""
         if plan.blocked or plan.error:
             return []
-        applier = self._applier(reconcile_id)
         results: list[ActionResult] = []
         for action in plan.actions:
             if not self.runtime.writes_allowed(plan.org_id):
@@ -197,6 +223,7 @@ class Chain:
         limit: PruneLimit,
         apply: bool = True,
         deletes_only: bool = False,
+        lease: Lease | None = None,
     ) -> ToolsOutcome:
         """confirm -> plan -> (guard -> apply -> judge) for the tools every organization
         shares. Their record is the registry, written by each action as it lands.
@@ -217,18 +244,22 @@ class Chain:
         actions = plan.actions
         if deletes_only:
             actions = tuple(a for a in actions if isinstance(a, DeleteTool))
-        results = await self._apply_tools(actions, reconcile_id, limit)
+        try:
+            results = await self._apply_tools(
+                actions, self._applier(reconcile_id, lease=lease), limit
+            )
+        except WriteAbandonedError:
+            return ToolsOutcome(plan, ("abandoned: the claim's lease may have expired",))
         errors = [f"tool {name}: {why}" for name, why in plan.invalid.items()]
         errors += [f"{r.description}: {r.error}" for r in results if not r.ok]
         relink = any(r.ok and r.action in ("CreateTool", "AdoptTool") for r in results)
         return ToolsOutcome(plan, tuple(errors), relink)
 
     async def _apply_tools(
-        self, actions: tuple[ToolAction, ...], reconcile_id: str, limit: PruneLimit
+        self, actions: tuple[ToolAction, ...], applier: Applier, limit: PruneLimit
     ) -> list[ActionResult]:
         """Creates at once (independent of each other), then the rest one by one; a tool is
         deleted only once no assistant links it, and within the prune limit."""
-        applier = self._applier(reconcile_id)
         creates = [a for a in actions if isinstance(a, CreateTool)]
         results: list[ActionResult] = []
         if creates and self.runtime.writes_allowed(TOOLS):
@@ -247,8 +278,17 @@ class Chain:
         linked = self.cache.state.linked_tool_ids()
         return action.vapi_id not in linked and (await limit.decide(1)).allowed
 
-    def _applier(self, reconcile_id: str) -> Applier:
-        return Applier(self.runtime.client, self.runtime.engine, reconcile_id, self.cache.state)
+    def _applier(
+        self, reconcile_id: str, *, lease: Lease | None = None, fence: Fence | None = None
+    ) -> Applier:
+        return Applier(
+            self.runtime.client,
+            self.runtime.engine,
+            reconcile_id,
+            self.cache.state,
+            lease or Lease(),
+            fence,
+        )
 
 
 def _internal_error(org_id: UUID, exc: Exception) -> OrgOutcome:

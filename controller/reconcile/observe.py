@@ -140,6 +140,22 @@ class ObservedCache:
                 except NotFoundError:
                     continue
 
+    async def confirm_exists(self, resource: Resource, vapi_ids: Iterable[str]) -> set[str]:
+        """Each id looked up in Vapi: the answer refreshes the cache, a 404 removes the
+        object from it. Returns the ids found gone."""
+        gone: set[str] = set()
+        for vid in vapi_ids:
+            try:
+                self.record_write(resource, await self.client.get(resource, vid))
+            except NotFoundError:
+                self.state.remove(resource, vid)
+                gone.add(vid)
+        return gone
+
+    def forget(self, resource: Resource, vapi_id: str) -> set[WorkKey]:
+        """Another replica deleted the object (its NOTIFY): the work keys it touched."""
+        return self.state.remove(resource, vapi_id)
+
     def record_write(self, resource: Resource, body: Mapping[str, Any]) -> None:
         self.state.upsert(resource, body)
         self._report_unusable()

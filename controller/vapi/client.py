@@ -34,6 +34,7 @@ from controller.vapi.errors import (
     VapiError,
     VapiServerError,
     VapiTimeoutError,
+    WriteAbandonedError,
 )
 from controller.vapi.listing import Page, complete_listing, parse_instant
 from controller.vapi.ratelimit import RateLimiter
@@ -45,6 +46,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 30.0
+WriteCheck = Callable[[], bool]
 
 
 class VapiClient:
@@ -102,19 +104,32 @@ class VapiClient:
     async def get(self, resource: Resource, vapi_id: str) -> dict[str, Any]:
         return _object(await self._call("GET", f"/{resource}/{vapi_id}"), "GET", resource)
 
-    async def create(self, resource: Resource, body: Mapping[str, Any]) -> dict[str, Any]:
-        return _object(await self._call("POST", f"/{resource}", json=body), "POST", resource)
+    async def create(
+        self, resource: Resource, body: Mapping[str, Any], *, may_write: WriteCheck | None = None
+    ) -> dict[str, Any]:
+        """``may_write`` is asked right before each attempt is sent (after any rate-limit
+        wait): False abandons the write with ``WriteAbandonedError``."""
+        answer = await self._call("POST", f"/{resource}", json=body, may_write=may_write)
+        return _object(answer, "POST", resource)
 
     async def update(
-        self, resource: Resource, vapi_id: str, body: Mapping[str, Any]
+        self,
+        resource: Resource,
+        vapi_id: str,
+        body: Mapping[str, Any],
+        *,
+        may_write: WriteCheck | None = None,
     ) -> dict[str, Any]:
         path = f"/{resource}/{vapi_id}"
-        return _object(await self._call("PATCH", path, json=body), "PATCH", path)
+        answer = await self._call("PATCH", path, json=body, may_write=may_write)
+        return _object(answer, "PATCH", path)
 
-    async def delete(self, resource: Resource, vapi_id: str) -> None:
+    async def delete(
+        self, resource: Resource, vapi_id: str, *, may_write: WriteCheck | None = None
+    ) -> None:
         path = f"/{resource}/{vapi_id}"
         try:
-            await self._call("DELETE", path)
+            await self._call("DELETE", path, may_write=may_write)
         except NotFoundError:
             return
 
@@ -140,10 +155,13 @@ class VapiClient:
         *,
         params: Mapping[str, str | int] | None = None,
         json: Mapping[str, Any] | None = None,
+        may_write: WriteCheck | None = None,
     ) -> Any:
         route = _route(path)
         for attempt in range(1, self._max_attempts + 1):
             await self.limiter.acquire()
+            if may_write is not None and not may_write():
+                raise WriteAbandonedError(f"{method} {route}: not sent, the claim may have expired")
             started = time.monotonic()
             try:
                 response = await self._send(method, path, params=params, json=json)

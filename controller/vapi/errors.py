@@ -67,3 +67,8 @@ class MalformedResponseError(VapiError):
 
 class IncompleteListingError(VapiError):
     """A listing could not be proven complete; absence must not be concluded from it."""
+
+
+class WriteAbandonedError(Exception):
+    """A write was not sent: the caller's claim may have expired (its lease ran out on the
+    local monotonic clock, e.g. after the process was paused). Nothing reached Vapi."""
