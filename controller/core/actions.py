@@ -85,6 +85,9 @@ class DeleteAssistant:
     org_id: UUID
     vapi_id: str
     reason: str
+    duplicate_of: str | None = None
+    """Set for a late duplicate of the assistant Postgres links: the controller undoing its
+    own double create, outside the prune switch and bound (at most one per agent)."""
 
 
 ToolAction = CreateTool | AdoptTool | UpdateTool | DeleteTool
@@ -140,14 +143,17 @@ class OrgPlan:
 
     @property
     def deletes(self) -> tuple[DeleteAssistant, ...]:
-        return tuple(a for a in self.actions if isinstance(a, DeleteAssistant))
+        """The prunes: deletions under the prune switch and bound."""
+        return tuple(
+            a for a in self.actions if isinstance(a, DeleteAssistant) and a.duplicate_of is None
+        )
 
     @property
     def writes(self) -> int:
         return sum(1 for a in self.actions if is_vapi_write(a))
 
     def without_deletes(self) -> OrgPlan:
-        kept = tuple(a for a in self.actions if not isinstance(a, DeleteAssistant))
+        kept = tuple(a for a in self.actions if a not in self.deletes)
         return OrgPlan(
             self.org_id, kept, self.invalid, self.blocked, self.orphans, self.error, self.kept
         )

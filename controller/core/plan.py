@@ -226,7 +226,7 @@ def plan_org(
         if a.is_managed and a.org_tag == org_id and a.id not in claimed | set(duplicates)
     )
     actions.extend(
-        DeleteAssistant(org_id, dup, f"a later duplicate of {kept}")
+        DeleteAssistant(org_id, dup, f"a later duplicate of {kept}", duplicate_of=kept)
         for dup, kept in duplicates.items()
     )
     if prune:

@@ -167,7 +167,14 @@ class Applier:
     async def _update(
         self, resource: Resource, vapi_id: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
-        response = await self.client.update(resource, vapi_id, body, may_write=self.lease.alive)
+        try:
+            response = await self.client.update(
+                resource, vapi_id, body, may_write=self.lease.alive
+            )
+        except NotFoundError:
+            if self.observed is not None:  # deleted behind our back: missing, not down
+                self.observed.remove(resource, vapi_id)
+            raise
         if self.observed is not None:
             self.observed.upsert(resource, response)
         return response
