@@ -168,9 +168,7 @@ class Applier:
         self, resource: Resource, vapi_id: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
         try:
-            response = await self.client.update(
-                resource, vapi_id, body, may_write=self.lease.alive
-            )
+            response = await self.client.update(resource, vapi_id, body, may_write=self.lease.alive)
         except NotFoundError:
             if self.observed is not None:  # deleted behind our back: missing, not down
                 self.observed.remove(resource, vapi_id)
