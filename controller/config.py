@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from controller.core.settings import PruneBounds, RenderDefaults
+from controller.core.settings import VOXANNE, PruneBounds, RenderDefaults
 
 
 class ConfigError(Exception):
@@ -68,6 +68,11 @@ class VapiSettings(_Section):
     relist_interval_seconds: float = Field(default=600.0, gt=0)
 
 
+class RenderSettings(_Section):
+    profile: Literal["default", "voxanne"] = "default"
+    voxanne: RenderDefaults = VOXANNE
+
+
 class DatabaseSettings(_Section):
     url: str = ""
 
@@ -94,6 +99,7 @@ class Settings(_Section):
     alerting: AlertingSettings = AlertingSettings()
     vapi: VapiSettings = VapiSettings()
     defaults: RenderDefaults = RenderDefaults()
+    render: RenderSettings = RenderSettings()
     database: DatabaseSettings = DatabaseSettings()
     server: ServerSettings = ServerSettings()
     environment: Literal["production", "development"] = "production"
@@ -122,6 +128,11 @@ class Settings(_Section):
         if problem:
             raise ConfigError(f"backend_url {value!r}: {problem}")
         return value
+
+    @property
+    def rendering(self) -> RenderDefaults:
+        """The render profile in force: ``[defaults]``, or ``[render.voxanne]``."""
+        return self.defaults if self.render.profile == "default" else self.render.voxanne
 
     @property
     def prune_bounds(self) -> PruneBounds:

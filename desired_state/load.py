@@ -39,6 +39,11 @@ from desired_state.unusable import usable_agent
 _AGENT_COLUMNS = [c for c in agents.c if c.name not in ("created_at", "updated_at")]
 
 
+def _agent_columns(shape: PlatformShape) -> list[Any]:
+    """The agent columns to read: optional ones only where the platform has them."""
+    return [c for c in _AGENT_COLUMNS if shape.has("agents", c.name)]
+
+
 async def load_desired(
     conn: AsyncConnection,
     *,
@@ -50,7 +55,7 @@ async def load_desired(
     shape = await usable_shape(conn, shape)
     org_query = select(organizations.c.id).where(organizations.c.status == "active")
     agent_query = (
-        select(*_AGENT_COLUMNS)
+        select(*_agent_columns(shape))
         .join(organizations, organizations.c.id == agents.c.org_id)
         .where(organizations.c.status == "active", agents.c.active.is_(True), usable_agent())
         .order_by(agents.c.org_id, agents.c.role)
@@ -145,7 +150,6 @@ async def load_tool_ids(conn: AsyncConnection) -> dict[str, str]:
 
 
 def _agent(row: Any) -> DesiredAgent:
-    temperature = row["temperature"]
     return DesiredAgent(
         agent_id=row["id"],
         org_id=row["org_id"],
@@ -157,11 +161,18 @@ def _agent(row: Any) -> DesiredAgent:
         voice_provider=row["voice_provider"],
         language=row["language"],
         model=row["model"],
-        temperature=float(temperature) if isinstance(temperature, Decimal) else temperature,
+        temperature=_number(row["temperature"]),
         max_tokens=row["max_tokens"],
         max_call_duration=row["max_call_duration"],
+        voice_stability=_number(row.get("voice_stability")),
+        voice_similarity_boost=_number(row.get("voice_similarity_boost")),
+        vapi_phone_number_id=row.get("vapi_phone_number_id"),
         vapi_assistant_id=row["vapi_assistant_id"],
     )
+
+
+def _number(value: Any) -> Any:
+    return float(value) if isinstance(value, Decimal) else value
 
 
 async def load_status(conn: AsyncConnection) -> list[dict[str, Any]]:

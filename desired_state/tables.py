@@ -59,6 +59,9 @@ agents = Table(
     Column("temperature", Numeric),
     Column("max_tokens", Integer),
     Column("max_call_duration", Integer),
+    Column("voice_stability", Numeric),  # optional columns: used where they exist
+    Column("voice_similarity_boost", Numeric),
+    Column("vapi_phone_number_id", Text),
     Column("vapi_assistant_id", Text),
     Column("active", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True)),

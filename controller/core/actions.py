@@ -78,6 +78,8 @@ class UpdateAssistant:
     """The observed body this update was planned against. The baseline after the write takes
     the keys sent from Vapi's answer and every other key from here, never from the answer:
     an edit made in the dashboard while the PATCH was in flight stays drift."""
+    owned_tool_ids: frozenset[str] = frozenset()
+    """The tool ids the controller owns, to take its view of ``model.toolIds``."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,12 @@ class DesiredAgent:
     max_tokens: int | None = None
     max_call_duration: int | None = None
     vapi_assistant_id: str | None = None
+    voice_stability: float | None = None
+    """ElevenLabs stability, 0..1 (optional column)."""
+    voice_similarity_boost: float | None = None
+    """ElevenLabs similarityBoost, 0..1 (optional column)."""
+    vapi_phone_number_id: str | None = None
+    """The Vapi phone number of this agent (optional column)."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from controller.core.observed import (
     ObservedTool,
     Unusable,
 )
+from controller.core.ownership import compose, owned_view
 from controller.core.render import (
     ROLES,
     InvalidAgentError,
@@ -122,6 +123,14 @@ class AssistantContext:
     backend_url: str
     contested_ids: frozenset[str] = frozenset()
     """Assistant ids named by agents of more than one organization."""
+    owned_tool_ids: frozenset[str] = frozenset()
+    """Every tool id the controller registers or adopts: the only ids of ``model.toolIds``
+    it owns (``controller.core.ownership``), with those ``tool_ids_by_role`` links."""
+
+    @property
+    def owned(self) -> frozenset[str]:
+        linked = (i for ids in self.tool_ids_by_role.values() for i in ids)
+        return self.owned_tool_ids.union(linked)
 
 
 def assistant_context(
@@ -150,6 +159,7 @@ def assistant_context(
         defaults=defaults,
         backend_url=backend_url,
         contested_ids=contested_untagged(desired, observed),
+        owned_tool_ids=frozenset(ids.values()),
     )
 
 
@@ -218,7 +228,7 @@ def plan_org(
         except InvalidAgentError as exc:
             invalid[agent.agent_id] = str(exc)
             continue
-        actions.extend(_converge_agent(org_id, agent, current, body, context.baselines))
+        actions.extend(_converge_agent(org_id, agent, current, body, context))
     duplicates = _duplicates(org_id, agents, observed, claimed)
     orphans = tuple(
         a.id
@@ -335,7 +345,7 @@ def _converge_agent(
     agent: DesiredAgent,
     current: ObservedAssistant | None,
     body: Mapping[str, Any],
-    baselines: Mapping[str, Baseline],
+    context: AssistantContext,
 ) -> list[AssistantAction]:
     if current is None:
         return [CreateAssistant(org_id, agent.agent_id, body)]
@@ -343,8 +353,9 @@ def _converge_agent(
     if agent.vapi_assistant_id != current.id:
         actions.append(LinkAssistant(org_id, agent.agent_id, current.id))
     legacy = not current.has_org_tag
-    baseline = baselines.get(current.id)
-    changes = drift(body, current.body, None if legacy else baseline)
+    baseline = context.baselines.get(current.id)
+    owned = context.owned
+    changes = drift(body, owned_view(current.body, owned), None if legacy else baseline)
     if changes:
         cause: Cause = "adopt" if legacy else _cause(body, baseline)
         actions.append(
@@ -352,20 +363,31 @@ def _converge_agent(
                 org_id,
                 agent.agent_id,
                 current.id,
-                _patch(body, changes),
+                _patch(body, changes, current.body, owned),
                 body,
                 tuple(changes),
                 cause,
                 current.body,
+                owned,
             )
         )
     return actions
 
 
-def _patch(body: Mapping[str, Any], changes: Sequence[FieldChange]) -> dict[str, Any]:
-    """Each changed top-level key, sent whole: PATCH replaces whole subtrees."""
+def _patch(
+    body: Mapping[str, Any],
+    changes: Sequence[FieldChange],
+    observed: Mapping[str, Any],
+    owned_tool_ids: frozenset[str],
+) -> dict[str, Any]:
+    """Each changed top-level key, sent whole (PATCH replaces whole subtrees), with what the
+    controller does not own inside it kept as observed."""
     keys = {change.path.split(".", 1)[0] for change in changes}
-    return {key: body[key] for key in body if key in keys}
+    return {
+        key: compose(key, body[key], observed.get(key), owned_tool_ids=owned_tool_ids)
+        for key in body
+        if key in keys
+    }
 
 
 def _cause(body: Mapping[str, Any], baseline: Baseline | None) -> Cause:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import SchemaError
@@ -24,16 +25,18 @@ NAME_MAX = 40
 PROMPT_MAX_CHARS = 100_000
 FIRST_MESSAGE_MAX_CHARS = 10_000
 ROLES = ("inbound", "outbound")
+VAPI_VOICE_PROVIDERS = (
+    "azure", "cartesia", "custom-voice", "deepgram", "11labs", "hume", "lmnt", "neuphonic",
+    "openai", "playht", "wellsaid", "rime-ai", "smallest-ai", "tavus", "vapi", "sesame",
+    "inworld", "minimax", "xai", "microsoft",
+)  # fmt: skip
+"""Every voice provider of Vapi's published spec (``oneOf`` of the assistant's voice)."""
 VOICE_PROVIDERS = {
-    "vapi": "vapi",
+    **{name: name for name in VAPI_VOICE_PROVIDERS},
     "elevenlabs": "11labs",
-    "11labs": "11labs",
-    "openai": "openai",
-    "azure": "azure",
-    "playht": "playht",
     "rime": "rime-ai",
-    "rime-ai": "rime-ai",
 }
+"""The platform's spelling -> Vapi's."""
 MODEL_PROVIDER_PREFIXES = (
     ("claude", "anthropic"),
     ("gemini", "google"),
@@ -74,40 +77,62 @@ def render_assistant(
     backend_url: str,
     observed_metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The full body of every field the controller manages, for a POST or a PATCH.
+    """The full body of every field the controller owns, for a POST or a PATCH, as the
+    render profile ``defaults`` says (see ``controller.core.settings.RenderDefaults``).
 
     ``observed_metadata`` keeps keys others put beside the ownership tags: PATCH is shallow,
-    so ``metadata`` is always sent whole.
+    so ``metadata`` is always sent whole. ``tool_ids`` are the controller's own tools for the
+    agent's role; ids of others are kept by ``controller.core.ownership``.
     """
+    if not agent.name.strip() and defaults.name_when_empty:
+        agent = replace(agent, name=defaults.name_when_empty)
     validate_agent(agent)
-    temperature = agent.temperature if agent.temperature is not None else defaults.temperature
-    max_tokens = agent.max_tokens if agent.max_tokens is not None else defaults.max_tokens
-    model_name = agent.model or defaults.model
+    model_name = (agent.model if defaults.model_from_row else None) or defaults.model
+    model: dict[str, Any] = {
+        "provider": model_provider(model_name, default=defaults.model_provider)
+        if defaults.model_from_row
+        else defaults.model_provider,
+        "model": model_name,
+        "messages": [{"role": "system", "content": agent.system_prompt}],
+        "toolIds": sorted(tool_ids),
+    }
+    if defaults.sampling_from_row:
+        temperature = agent.temperature if agent.temperature is not None else defaults.temperature
+        max_tokens = agent.max_tokens if agent.max_tokens is not None else defaults.max_tokens
+        model |= {"temperature": float(temperature), "maxTokens": int(max_tokens)}
+    webhook = backend_url.rstrip("/") + defaults.webhook_path
     body: dict[str, Any] = {
         "name": agent.name,
-        "model": {
-            "provider": model_provider(model_name, default=defaults.model_provider),
-            "model": model_name,
-            "messages": [{"role": "system", "content": agent.system_prompt}],
-            "toolIds": sorted(tool_ids),
-            "temperature": float(temperature),
-            "maxTokens": int(max_tokens),
-        },
-        "voice": {
-            "provider": VOICE_PROVIDERS[agent.voice_provider or defaults.voice_provider],
-            "voiceId": agent.voice or defaults.voice,
-        },
+        "model": model,
+        "voice": render_voice(agent, defaults),
         "transcriber": {
             "provider": defaults.transcriber_provider,
             "model": defaults.transcriber_model,
             "language": agent.language or defaults.language,
         },
-        "server": {"url": backend_url.rstrip("/") + defaults.webhook_path},
         "maxDurationSeconds": agent.max_call_duration or defaults.max_duration_seconds,
         "metadata": {**(observed_metadata or {}), **ownership_tags(agent)},
-        "firstMessage": agent.first_message or None,
+        "firstMessage": agent.first_message or defaults.first_message or None,
     }
+    if defaults.webhook_field == "serverUrl":
+        body["serverUrl"] = webhook
+    else:
+        body["server"] = {"url": webhook}
+    if defaults.server_messages:
+        body["serverMessages"] = list(defaults.server_messages)
     return body
+
+
+def render_voice(agent: DesiredAgent, defaults: RenderDefaults) -> dict[str, Any]:
+    """The voice; ElevenLabs tuning (stability, similarityBoost) where the row sets it."""
+    provider = VOICE_PROVIDERS[agent.voice_provider or defaults.voice_provider]
+    voice: dict[str, Any] = {"provider": provider, "voiceId": agent.voice or defaults.voice}
+    if provider == "11labs":
+        if agent.voice_stability is not None:
+            voice["stability"] = float(agent.voice_stability)
+        if agent.voice_similarity_boost is not None:
+            voice["similarityBoost"] = float(agent.voice_similarity_boost)
+    return voice
 
 
 def validate_agent(agent: DesiredAgent) -> None:
@@ -137,6 +162,12 @@ def validate_agent(agent: DesiredAgent) -> None:
         problems.append(f"temperature {agent.temperature} is outside 0..2")
     if agent.max_tokens is not None and not 50 <= agent.max_tokens <= 10000:
         problems.append(f"max tokens {agent.max_tokens} is outside 50..10000")
+    for name, tuning in (
+        ("voice stability", agent.voice_stability),
+        ("voice similarity boost", agent.voice_similarity_boost),
+    ):
+        if tuning is not None and not 0 <= tuning <= 1:
+            problems.append(f"{name} {tuning} is outside 0..1")
     if agent.max_call_duration is not None and not 10 <= agent.max_call_duration <= 43200:
         problems.append(f"max call duration {agent.max_call_duration} is outside 10..43200")
     if problems:

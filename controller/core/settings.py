@@ -9,6 +9,7 @@ read, never discovered later as a crash in the middle of a reconcile. Must not d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,7 +19,11 @@ from controller.core.render import InvalidAgentError, validate_agent
 
 
 class RenderDefaults(BaseModel):
-    """Values used where an agent row leaves a field NULL (``[defaults]`` in config.toml)."""
+    """A render profile, as data: where each field comes from and its default.
+
+    The ``default`` profile is ``[defaults]`` in config.toml; ``voxanne`` is ``VOXANNE``
+    (what the platform's own sync sends, ``platform/SYNC.md``), each key overridable under
+    ``[render.voxanne]``. The renderer reads these values and has no branch per profile."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,6 +38,18 @@ class RenderDefaults(BaseModel):
     transcriber_model: str = Field(default="nova-2", min_length=1)
     max_duration_seconds: int = Field(default=600, ge=10, le=43200)
     webhook_path: str = Field(default="/api/vapi/webhook", pattern=r"^/")
+    model_from_row: bool = True
+    """True: ``agents.model`` (else ``model``) decides the model; False: always ``model``."""
+    sampling_from_row: bool = True
+    """True: send temperature and maxTokens (rows, else these defaults); False: not owned."""
+    name_when_empty: str = ""
+    """Sent when ``agents.name`` is empty ("" : an empty name is an invalid row)."""
+    first_message: str = ""
+    """Sent when ``agents.first_message`` is null or empty ("" : the greeting is cleared)."""
+    webhook_field: Literal["server.url", "serverUrl"] = "server.url"
+    """Where the webhook goes: ``server.url``, or the legacy top-level ``serverUrl``."""
+    server_messages: tuple[str, ...] = ()
+    """``serverMessages`` sent (empty: not owned, Vapi's default list stays)."""
 
     @model_validator(mode="after")
     def _valid_as_an_agent_row(self) -> RenderDefaults:
@@ -41,7 +58,7 @@ class RenderDefaults(BaseModel):
             agent_id=UUID(int=1),
             org_id=UUID(int=1),
             role="inbound",
-            name="defaults",
+            name=self.name_when_empty or "defaults",
             system_prompt="defaults",
             voice=self.voice,
             voice_provider=self.voice_provider,
@@ -56,6 +73,26 @@ class RenderDefaults(BaseModel):
         except InvalidAgentError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+
+VOXANNE = RenderDefaults(
+    model_provider="openai",
+    model="gpt-4",
+    model_from_row=False,
+    sampling_from_row=False,
+    voice_provider="vapi",
+    voice="Rohan",
+    language="en",
+    transcriber_provider="deepgram",
+    transcriber_model="nova-2",
+    max_duration_seconds=600,
+    webhook_path="/api/vapi/webhook",
+    name_when_empty="CallWaiting AI Outbound",
+    first_message="Hello! This is CallWaiting AI calling.",
+    webhook_field="serverUrl",
+    server_messages=("function-call", "hang", "status-update", "end-of-call-report", "transcript"),
+)
+"""What the platform's own sync sends (``platform/SYNC.md``), field for field."""
 
 
 @dataclass(frozen=True)

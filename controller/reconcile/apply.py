@@ -30,6 +30,7 @@ from controller.core.desired import fingerprint
 from controller.core.drift import observed_hash, written_view
 from controller.core.observed import ObservedState
 from controller.core.outcome import ActionResult, Reason
+from controller.core.ownership import owned_view
 from controller.reconcile.lease import Lease
 from controller.secret import redact
 from controller.vapi.client import Resource, VapiClient
@@ -126,7 +127,10 @@ class Applier:
                     action.org_id,
                     action.vapi_id,
                     action.desired,
-                    written_view(action.basis, action.patch, response),
+                    owned_view(
+                        written_view(action.basis, action.patch, response),
+                        action.owned_tool_ids,
+                    ),
                     audit=action,
                     agent_id=action.agent_id,
                 )

@@ -171,7 +171,7 @@ class Chain:
             observed=observed.for_org(org_id, named),
             unusable=observed.unusable_for_org(org_id, named),
             context=assistant_context(
-                desired, observed, defaults=settings.defaults, backend_url=settings.backend_url
+                desired, observed, defaults=settings.rendering, backend_url=settings.backend_url
             ),
             prune=settings.controller.prune,
         )

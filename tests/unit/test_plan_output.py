@@ -129,7 +129,7 @@ def plan_snapshot(settings: Settings, desired: DesiredState, observed: ObservedS
     )
     desired = replace(desired, tool_ids=planned_tool_ids(desired.tool_ids, tools))
     context = assistant_context(
-        desired, observed, defaults=settings.defaults, backend_url=settings.backend_url
+        desired, observed, defaults=settings.rendering, backend_url=settings.backend_url
     )
     visit = sorted(set(desired.orgs) | observed.tagged_org_ids() | desired.known_org_ids, key=str)
     orgs = {}
