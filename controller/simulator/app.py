@@ -1,5 +1,10 @@
-"""The simulator's HTTP surface: Vapi's assistant and tool endpoints, plus ``/_sim/*``
-controls for tests and benchmarks that run it in another process."""
+"""The simulator's HTTP surface: Vapi's assistant, tool and phone-number endpoints, plus
+``/_sim/*`` controls for tests and benchmarks that run it in another process.
+
+Every Vapi route passes through the same fault layer. Phone numbers have no POST: numbers are
+bought or imported outside the controller, so tests seed them with
+``SimulatorState.seed_phone_number``.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +23,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller.simulator.faults import ScriptedFault
-from controller.simulator.state import Resource, SimulatorState
-from controller.simulator.validation import assistant_problems, tool_problems
+from controller.simulator.state import RESOURCES, Resource, SimulatorState
+from controller.simulator.validation import (
+    assistant_problems,
+    phone_number_problems,
+    tool_problems,
+)
 
 DropMode = Literal["raise", "cut"]
 Handler = Callable[[Request, Resource], Awaitable[Response]]
+NOT_FOUND = {"assistant": "Assistant", "tool": "Tool", "phone-number": "Phone Number"}
+CREATED_THROUGH_API: tuple[Resource, ...] = ("assistant", "tool")
 
 
 class ResponseDropped(Exception):
@@ -38,9 +49,13 @@ def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> ASGIApp
 
     routes = [
         route
-        for resource in ("assistant", "tool")
+        for resource in RESOURCES
         for route in (
-            Route(f"/{resource}", endpoint(_collection(state), resource), methods=["GET", "POST"]),
+            Route(
+                f"/{resource}",
+                endpoint(_collection(state), resource),
+                methods=["GET", "POST"] if resource in CREATED_THROUGH_API else ["GET"],
+            ),
             Route(
                 f"/{resource}/{{vapi_id}}",
                 endpoint(_item(state), resource),
@@ -52,6 +67,7 @@ def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> ASGIApp
         Route("/_sim/stats", _stats(state), methods=["GET"]),
         Route("/_sim/writes", _writes(state), methods=["GET"]),
         Route("/_sim/edits", _edit(state), methods=["POST"]),
+        Route("/_sim/phone-numbers", _seed_phone_number(state), methods=["POST"]),
     ]
     app = Starlette(routes=routes)
     return _DropMiddleware(app, drop_mode)
@@ -109,7 +125,7 @@ def _collection(state: SimulatorState) -> Handler:
         if request.method == "GET":
             return JSONResponse(state.list(resource, dict(request.query_params)))
         body = await _json(request)
-        problems = _problems(resource, body, update=False)
+        problems = _problems(state, resource, body, stored=None)
         if problems:
             return _bad_request(problems)
         return JSONResponse(state.create(resource, body), status_code=201)
@@ -120,16 +136,17 @@ def _collection(state: SimulatorState) -> Handler:
 def _item(state: SimulatorState) -> Handler:
     async def handle(request: Request, resource: Resource) -> Response:
         vapi_id = request.path_params["vapi_id"]
-        if state.get(resource, vapi_id) is None:
-            return _error(404, f"Couldn't Find {resource.capitalize()}")
+        stored = state.get(resource, vapi_id)
+        if stored is None:
+            return _error(404, f"Couldn't Find {NOT_FOUND[resource]}")
         if request.method == "GET":
-            return JSONResponse(state.get(resource, vapi_id))
+            return JSONResponse(stored)
         if request.method == "DELETE":
             if vapi_id in state.pinned:
                 return _error(409, f"{resource}_pinned")
             return JSONResponse(state.delete(resource, vapi_id))
         body = await _json(request)
-        problems = _problems(resource, body, update=True)
+        problems = _problems(state, resource, body, stored=stored)
         if problems:
             return _bad_request(problems)
         return JSONResponse(state.update(resource, vapi_id, body))
@@ -161,13 +178,39 @@ def _edit(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         body = await _json(request)
         resource = body.get("resource") if isinstance(body, dict) else None
-        if resource not in ("assistant", "tool") or not isinstance(body.get("changes"), dict):
-            return _bad_request(["resource must be assistant or tool; changes an object"])
+        if resource not in RESOURCES or not isinstance(body.get("changes"), dict):
+            return _bad_request(
+                [f"resource must be one of {', '.join(RESOURCES)}; changes an object"]
+            )
         ids = sorted(state.objects[resource])
         picked = random.Random(body.get("seed", 0)).sample(ids, min(int(body["count"]), len(ids)))
         for vapi_id in picked:
             state.edit_behind_the_back(resource, vapi_id, body["changes"])
         return JSONResponse(picked)
+
+    return handle
+
+
+def _seed_phone_number(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
+    """``SimulatorState.seed_phone_number`` for a simulator in another process:
+    ``{"provider", "number", "assistantId"?, "name"?, ...stored fields}``; answers the number."""
+
+    async def handle(request: Request) -> Response:
+        body = await _json(request)
+        if not isinstance(body, dict) or not {"provider", "number"} <= body.keys():
+            return _bad_request(["provider and number are required"])
+        fields = dict(body)
+        try:
+            seeded = state.seed_phone_number(
+                provider=fields.pop("provider"),
+                number=fields.pop("number"),
+                assistant_id=fields.pop("assistantId", None),
+                name=fields.pop("name", None),
+                **fields,
+            )
+        except ValueError as exc:
+            return _bad_request([str(exc)])
+        return JSONResponse(seeded, status_code=201)
 
     return handle
 
@@ -183,16 +226,27 @@ def _stats(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
                 "writes": len(state.writes),
                 "assistants": len(state.objects["assistant"]),
                 "tools": len(state.objects["tool"]),
+                "phoneNumbers": len(state.objects["phone-number"]),
             }
         )
 
     return handle
 
 
-def _problems(resource: Resource, body: Any, *, update: bool) -> list[str]:
+def _problems(
+    state: SimulatorState, resource: Resource, body: Any, *, stored: dict[str, Any] | None
+) -> list[str]:
+    """``stored`` is the object a PATCH targets, None for a POST."""
     if resource == "assistant":
-        return assistant_problems(body, update=update)
-    return tool_problems(body, update=update)
+        return assistant_problems(body, update=stored is not None)
+    if resource == "tool":
+        return tool_problems(body, stored_type=None if stored is None else stored.get("type"))
+    assert stored is not None, "phone numbers are never created through the API"
+    return phone_number_problems(
+        body,
+        provider=stored["provider"],
+        assistant_exists=lambda vapi_id: vapi_id in state.objects["assistant"],
+    )
 
 
 def _writes(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:

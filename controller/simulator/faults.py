@@ -13,7 +13,8 @@ FaultKind = Literal["400", "429", "500", "503", "timeout", "drop"]
 @dataclass
 class ScriptedFault:
     """Fail the next ``count`` requests matching ``method`` and ``route`` (``/assistant``,
-    ``/assistant/{id}``, ``/tool``, ``/tool/{id}``; ``*`` matches any).
+    ``/assistant/{id}``, ``/tool``, ``/tool/{id}``, ``/phone-number``, ``/phone-number/{id}``;
+    ``*`` matches any).
 
     ``timeout`` and ``drop`` on a write commit the write first, then never answer / cut the
     connection: the client cannot know it happened.

@@ -1,4 +1,9 @@
-"""The simulator's account: assistants and tools as Vapi stores and returns them."""
+"""The simulator's account: assistants, tools and phone numbers as Vapi stores and returns them.
+
+Phone numbers enter only through ``seed_phone_number`` (a test door: the controller never
+creates one); everything else changes through the HTTP surface or ``edit_behind_the_back``.
+Must not validate: ``validation`` decides what a request may change, this module stores it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ from typing import Any, Literal
 
 from controller.simulator.faults import Faults
 
-Resource = Literal["assistant", "tool"]
+Resource = Literal["assistant", "tool", "phone-number"]
+RESOURCES: tuple[Resource, ...] = ("assistant", "tool", "phone-number")
+PHONE_NUMBER_PROVIDERS = ("vapi", "twilio", "vonage", "telnyx", "byo-phone-number")
 FILTERS = (
     "createdAtGt",
     "createdAtLt",
@@ -69,8 +76,12 @@ class SimulatorState:
     trim_first_message: bool = True
     """Quirk: Vapi may store a value differently from how it was sent; here trailing
     whitespace of ``firstMessage`` is dropped, so only a baseline avoids false drift."""
+    fold_server_url: bool = False
+    """Quirk, off by default: store an assistant's legacy top-level ``serverUrl`` as
+    ``server.url`` (the spec no longer lists ``serverUrl``; whether Vapi keeps it as sent or
+    moves it is unverified, so tests can take either answer)."""
     objects: dict[Resource, dict[str, dict[str, Any]]] = field(
-        default_factory=lambda: {"assistant": {}, "tool": {}}
+        default_factory=lambda: {resource: {} for resource in RESOURCES}
     )
     pinned: set[str] = field(default_factory=set)
     requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
@@ -123,6 +134,38 @@ class SimulatorState:
         self.writes.append(Write("DELETE", resource, vapi_id, {}))
         return self._public(resource, item, listing=False)
 
+    def seed_phone_number(
+        self,
+        *,
+        provider: str,
+        number: str,
+        assistant_id: str | None = None,
+        name: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A number bought or imported outside the controller (test door, not a write the
+        log records). ``fields`` adds or overrides stored keys, e.g. ``credentialId``;
+        ``assistant_id`` is stored as given, even one naming no assistant."""
+        if provider not in PHONE_NUMBER_PROVIDERS:
+            raise ValueError(f"provider must be one of {', '.join(PHONE_NUMBER_PROVIDERS)}")
+        stamp = iso(self.clock())
+        item: dict[str, Any] = {
+            "provider": provider,
+            "number": number,
+            "status": "active",
+            **_provider_credentials(provider),
+            **({} if name is None else {"name": name}),
+            **({} if assistant_id is None else {"assistantId": assistant_id}),
+            **copy.deepcopy(fields),
+            "id": str(uuid.uuid4()),
+            "orgId": self.org_id,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "_seq": next(self._seq),
+        }
+        self.objects["phone-number"][item["id"]] = item
+        return self._public("phone-number", item, listing=False)
+
     def edit_behind_the_back(
         self, resource: Resource, vapi_id: str, changes: Mapping[str, Any]
     ) -> None:
@@ -130,15 +173,21 @@ class SimulatorState:
         item = self.objects[resource][vapi_id]
         item.update(copy.deepcopy(dict(changes)))
         item["updatedAt"] = iso(self.clock())
-        item["latestVersion"] = str(uuid.uuid4())
+        if resource != "phone-number":
+            item["latestVersion"] = str(uuid.uuid4())
 
     # -- helpers -------------------------------------------------------------------------
     def _fill_defaults(self, resource: Resource, item: dict[str, Any]) -> None:
+        if resource == "phone-number":
+            return
         item["latestVersion"] = str(uuid.uuid4())
         if resource == "tool":
-            item.setdefault("async", False)
+            if item.get("type") == "function":
+                item.setdefault("async", False)
             item.setdefault("messages", [])
             return
+        if self.fold_server_url and "serverUrl" in item:
+            item["server"] = {**(item.get("server") or {}), "url": item.pop("serverUrl")}
         item.setdefault("firstMessageMode", "assistant-speaks-first")
         item.setdefault("backgroundSound", "office")
         item.setdefault("serverMessages", list(DEFAULT_SERVER_MESSAGES))
@@ -164,6 +213,15 @@ class SimulatorState:
             for key in ("firstMessage", "metadata", "voicemailMessage", "endCallMessage"):
                 body.setdefault(key, None)
         return body
+
+
+def _provider_credentials(provider: str) -> dict[str, str]:
+    """What Vapi requires a stored number of ``provider`` to carry besides its number."""
+    if provider == "twilio":
+        return {"twilioAccountSid": "AC" + uuid.uuid4().hex}
+    if provider == "vapi":
+        return {}
+    return {"credentialId": str(uuid.uuid4())}
 
 
 def _within(item: Mapping[str, Any], bounds: Mapping[str, datetime]) -> bool:
