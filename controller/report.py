@@ -14,12 +14,14 @@ from rich.table import Table
 from controller.core.actions import (
     Action,
     AdoptTool,
+    BindPhoneNumber,
     CreateAssistant,
     CreateTool,
     DeleteAssistant,
     DeleteTool,
     LinkAssistant,
     OrgPlan,
+    ReleasePhoneNumber,
     UpdateAssistant,
     UpdateTool,
 )
@@ -158,6 +160,8 @@ def _counts(plan: PassPlan) -> Counter[str]:
             counts["drift"] += action.cause == "drift"
         elif isinstance(action, DeleteAssistant | DeleteTool):
             counts["delete"] += 1
+        elif isinstance(action, BindPhoneNumber | ReleasePhoneNumber):
+            counts["update"] += 1
     return counts
 
 
@@ -181,6 +185,18 @@ def _action_line(action: Action) -> str:
             )
         case DeleteAssistant():
             return f"- assistant {action.vapi_id}: {action.reason}"
+        case BindPhoneNumber():
+            target = action.assistant_id or "the assistant created above"
+            was = action.previous or "nowhere"
+            return (
+                f"~ phone number {action.number_id}: route to {target} (was {was}) "
+                f"[{_cause(action.cause)}]"
+            )
+        case ReleasePhoneNumber():
+            return (
+                f"- phone number {action.number_id}: release from {action.assistant_id} "
+                "(no desired inbound agent wants it)"
+            )
 
 
 def _cause(cause: str) -> str:
@@ -188,6 +204,7 @@ def _cause(cause: str) -> str:
         "drift": "drift made outside the controller",
         "adopt": "adopt and tag",
         "desired": "desired change",
+        "relink": "relink to the agent's assistant",
     }[cause]
 
 
@@ -225,7 +242,7 @@ def _show(value: Any) -> str:
 
 def _action_json(action: Action) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(action).__name__}
-    for name in ("tool_name", "vapi_id", "cause", "reason"):
+    for name in ("tool_name", "vapi_id", "number_id", "assistant_id", "cause", "reason"):
         if hasattr(action, name):
             out[name] = getattr(action, name)
     for name in ("org_id", "agent_id"):

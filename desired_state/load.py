@@ -110,6 +110,9 @@ async def load_desired(
         .having(func.count(distinct(agents.c.org_id)) > 1)
     )
     shared = frozenset(row.vapi_assistant_id for row in await conn.execute(shared_query))
+    contested_numbers = (
+        await _contested_numbers(conn) if shape.has("agents", "vapi_phone_number_id") else set()
+    )
     links_query = select(
         org_tools.c.org_id,
         org_tools.c.tool_name,
@@ -135,8 +138,49 @@ async def load_desired(
         known_org_ids=known,
         intents=intents,
         shared_assistant_ids=shared,
+        contested_numbers=frozenset(contested_numbers),
         org_tools={org_id: frozenset(rows) for org_id, rows in links.items()},
     )
+
+
+def _named_numbers() -> Any:
+    """``(number, org)`` of every inbound agent of the desired set that names a number."""
+    number = agents.c.vapi_phone_number_id
+    return (
+        select(number, agents.c.org_id)
+        .join(organizations, organizations.c.id == agents.c.org_id)
+        .where(
+            organizations.c.status == "active",
+            agents.c.active.is_(True),
+            agents.c.role == "inbound",
+            usable_agent(),
+            number.is_not(None),
+        )
+    )
+
+
+async def _contested_numbers(conn: AsyncConnection) -> set[str]:
+    """Numbers named by inbound agents of more than one organization: written for none."""
+    named = _named_numbers().subquery()
+    rows = await conn.execute(
+        select(named.c.vapi_phone_number_id)
+        .group_by(named.c.vapi_phone_number_id)
+        .having(func.count(distinct(named.c.org_id)) > 1)
+    )
+    return {row.vapi_phone_number_id for row in rows}
+
+
+async def numbers_named(conn: AsyncConnection, number_ids: Collection[str]) -> set[str]:
+    """Which of ``number_ids`` some desired inbound agent names (those are never released)."""
+    if not number_ids:
+        return set()
+    query = _named_numbers().where(agents.c.vapi_phone_number_id.in_(list(number_ids)))
+    return {row.vapi_phone_number_id for row in await conn.execute(query)}
+
+
+async def has_phone_numbers(conn: AsyncConnection) -> bool:
+    """Whether the platform has ``agents.vapi_phone_number_id`` (else no phone work at all)."""
+    return (await usable_shape(conn)).has("agents", "vapi_phone_number_id")
 
 
 async def load_tool_ids(conn: AsyncConnection) -> dict[str, str]:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from controller.core.drift import FieldChange
 
-Cause = Literal["desired", "drift", "adopt"]
+Cause = Literal["desired", "drift", "adopt", "relink"]
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,38 @@ class DeleteAssistant:
     own double create, outside the prune switch and bound (at most one per agent)."""
 
 
+@dataclass(frozen=True)
+class BindPhoneNumber:
+    """Route an inbound agent's number to its assistant: ``assistant_id`` None means the one
+    created earlier in the same plan (its id is known only once Vapi answers)."""
+
+    org_id: UUID
+    agent_id: UUID
+    number_id: str
+    assistant_id: str | None
+    previous: str | None
+    """Where the number routed before (None: nowhere)."""
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class ReleasePhoneNumber:
+    """Unbind a number from a managed assistant no desired inbound agent wants (prune)."""
+
+    org_id: UUID
+    number_id: str
+    assistant_id: str
+
+
 ToolAction = CreateTool | AdoptTool | UpdateTool | DeleteTool
-AssistantAction = CreateAssistant | LinkAssistant | UpdateAssistant | DeleteAssistant
+AssistantAction = (
+    CreateAssistant
+    | LinkAssistant
+    | UpdateAssistant
+    | DeleteAssistant
+    | BindPhoneNumber
+    | ReleasePhoneNumber
+)
 Action = ToolAction | AssistantAction
 
 VAPI_WRITES = (
@@ -103,6 +133,8 @@ VAPI_WRITES = (
     CreateAssistant,
     UpdateAssistant,
     DeleteAssistant,
+    BindPhoneNumber,
+    ReleasePhoneNumber,
 )
 
 
@@ -133,6 +165,9 @@ class OrgPlan:
     """Planning itself failed (an internal error): nothing may be written."""
     kept: tuple[str, ...] = ()
     """Vapi ids of the assistants the plan keeps for the organization's agents."""
+    stranded_numbers: tuple[tuple[str, str], ...] = ()
+    """(number id, orphaned assistant id): numbers still routing to an assistant no agent
+    wants (released only when pruning)."""
 
     @property
     def replaces(self) -> bool:
@@ -155,7 +190,17 @@ class OrgPlan:
         return sum(1 for a in self.actions if is_vapi_write(a))
 
     def without_deletes(self) -> OrgPlan:
-        kept = tuple(a for a in self.actions if a not in self.deletes)
+        pruned = self.deletes
+        kept = tuple(
+            a for a in self.actions if a not in pruned and not isinstance(a, ReleasePhoneNumber)
+        )
         return OrgPlan(
-            self.org_id, kept, self.invalid, self.blocked, self.orphans, self.error, self.kept
+            self.org_id,
+            kept,
+            self.invalid,
+            self.blocked,
+            self.orphans,
+            self.error,
+            self.kept,
+            self.stranded_numbers,
         )

@@ -101,5 +101,7 @@ class DesiredState:
     shared_assistant_ids: frozenset[str] = frozenset()
     """Assistant ids that agents of more than one active organization name (from all rows,
     not only the organizations in this snapshot)."""
+    contested_numbers: frozenset[str] = frozenset()
+    """Phone numbers named by inbound agents of more than one organization."""
     org_tools: Mapping[UUID, frozenset[ToolRow]] = field(default_factory=dict)
     """What ``org_tools`` holds now for the organizations in this snapshot."""

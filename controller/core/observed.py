@@ -17,7 +17,7 @@ from uuid import UUID
 
 from controller.core.keys import TOOLS, WorkKey
 
-Resource = Literal["assistant", "tool"]
+Resource = Literal["assistant", "tool", "phone-number"]
 
 MANAGED_BY = "vapi-reconciler"
 TOOL_ROUTE = "/api/vapi/tools"
@@ -88,6 +88,21 @@ class ObservedTool(Observed):
         )
 
 
+@dataclass(frozen=True)
+class ObservedPhoneNumber(Observed):
+    """A number bought or imported into the account. It carries no metadata: the platform's
+    rows are its only owner."""
+
+    @property
+    def assistant_id(self) -> str | None:
+        value = self.body.get("assistantId")
+        return value if isinstance(value, str) else None
+
+    @property
+    def label(self) -> str:
+        return str(self.body.get("number") or self.body.get("name") or self.id)
+
+
 def _uuid_or_none(value: Any) -> UUID | None:
     try:
         return UUID(str(value)) if value is not None else None
@@ -102,6 +117,9 @@ def shape_problem(resource: Resource, body: Mapping[str, Any]) -> str | None:
     they are only compared, and a wrong type there is drift, healed by the next write."""
     if resource == "assistant":
         return _not_an_object(body, "metadata")
+    if resource == "phone-number":
+        bound = body.get("assistantId")
+        return None if bound is None or isinstance(bound, str) else "assistantId is not a string"
     problem = _not_an_object(body, "function") or _not_an_object(body, "server")
     if problem:
         return problem
@@ -146,6 +164,7 @@ class ObservedState:
         self._tools: dict[str, ObservedTool] = {}
         self._by_org: dict[UUID, dict[str, ObservedAssistant]] = {}
         self._unusable: dict[str, Unusable] = {}
+        self._numbers: dict[str, ObservedPhoneNumber] = {}
         self._managed = 0
         for body in assistants:
             self.upsert("assistant", body)
@@ -167,8 +186,23 @@ class ObservedState:
     def assistant(self, vapi_id: str) -> ObservedAssistant | None:
         return self._assistants.get(vapi_id)
 
-    def get(self, resource: Resource, vapi_id: str) -> ObservedAssistant | ObservedTool | None:
-        return (self._assistants if resource == "assistant" else self._tools).get(vapi_id)
+    def all(self, resource: Resource) -> tuple[Observed, ...]:
+        return tuple(self._index(resource).values())
+
+    def phone_number(self, vapi_id: str) -> ObservedPhoneNumber | None:
+        return self._numbers.get(vapi_id)
+
+    def numbers_routing_to(self, assistant_ids: Iterable[str]) -> list[ObservedPhoneNumber]:
+        ids = set(assistant_ids)
+        return [n for n in self._numbers.values() if n.assistant_id in ids]
+
+    def get(self, resource: Resource, vapi_id: str) -> Observed | None:
+        return self._index(resource).get(vapi_id)
+
+    def _index(self, resource: Resource) -> Mapping[str, Observed]:
+        if resource == "assistant":
+            return self._assistants
+        return self._tools if resource == "tool" else self._numbers
 
     def holds(self, resource: Resource, vapi_id: str) -> bool:
         """Known, usable or not: an unusable object exists and must never be re-created."""
@@ -195,6 +229,10 @@ class ObservedState:
             if unusable.org_tag is not None:
                 touched.add(unusable.org_tag)
             return touched | ({TOOLS} if resource == "tool" else set())
+        if resource == "phone-number":
+            number = ObservedPhoneNumber(body)
+            self._numbers[number.id] = number
+            return touched | self._org_of(number.assistant_id)
         if resource == "tool":
             self._tools[str(body["id"])] = ObservedTool(body)
             return {TOOLS}
@@ -213,6 +251,9 @@ class ObservedState:
             touched.add(gone.org_tag)
         if resource == "tool":
             return touched | ({TOOLS} if self._tools.pop(vapi_id, None) or gone else set())
+        if resource == "phone-number":
+            number = self._numbers.pop(vapi_id, None)
+            return touched | self._org_of(number.assistant_id if number else None)
         old = self._assistants.pop(vapi_id, None)
         if old is None:
             return touched
@@ -221,6 +262,11 @@ class ObservedState:
             self._by_org.get(old.org_tag, {}).pop(vapi_id, None)
             touched.add(old.org_tag)
         return touched
+
+    def _org_of(self, assistant_id: str | None) -> set[WorkKey]:
+        """The organization a number's assistant is tagged for: whose reconcile it touches."""
+        found = self._assistants.get(assistant_id or "")
+        return {found.org_tag} if found is not None and found.org_tag is not None else set()
 
     def tagged_org_ids(self) -> set[UUID]:
         return {

@@ -164,7 +164,11 @@ def org_outcome(
     if prune_blocked and plan.orphans:
         return done("blocked", prune_blocked, reason="prune_guard")
     if orphans > 0:
-        return done("synced", f"{orphans} orphaned assistant(s) left alone (prune = false)")
+        routed = "".join(
+            f"; phone number {number} still routes to orphan {assistant}"
+            for number, assistant in plan.stranded_numbers
+        )
+        return done("synced", f"{orphans} orphaned assistant(s) left alone (prune = false){routed}")
     return done("synced", "")
 
 

@@ -15,6 +15,7 @@ from uuid import UUID
 from controller.core.actions import (
     AdoptTool,
     AssistantAction,
+    BindPhoneNumber,
     Cause,
     CreateAssistant,
     CreateTool,
@@ -22,6 +23,7 @@ from controller.core.actions import (
     DeleteTool,
     LinkAssistant,
     OrgPlan,
+    ReleasePhoneNumber,
     ToolAction,
     ToolPlan,
     UpdateAssistant,
@@ -39,6 +41,7 @@ from controller.core.drift import FieldChange, drift
 from controller.core.observed import (
     MANAGED_BY,
     ObservedAssistant,
+    ObservedPhoneNumber,
     ObservedState,
     ObservedTool,
     Unusable,
@@ -123,6 +126,8 @@ class AssistantContext:
     backend_url: str
     contested_ids: frozenset[str] = frozenset()
     """Assistant ids named by agents of more than one organization."""
+    contested_numbers: frozenset[str] = frozenset()
+    """Phone numbers named by inbound agents of more than one organization."""
     owned_tool_ids: frozenset[str] = frozenset()
     """Every tool id the controller registers or adopts: the only ids of ``model.toolIds``
     it owns (``controller.core.ownership``), with those ``tool_ids_by_role`` links."""
@@ -159,6 +164,7 @@ def assistant_context(
         defaults=defaults,
         backend_url=backend_url,
         contested_ids=contested_untagged(desired, observed),
+        contested_numbers=desired.contested_numbers,
         owned_tool_ids=frozenset(ids.values()),
     )
 
@@ -192,20 +198,28 @@ def plan_org(
     context: AssistantContext,
     prune: bool,
     unusable: Sequence[Unusable] = (),
+    numbers: Mapping[str, ObservedPhoneNumber] | None = None,
+    releasable: frozenset[str] = frozenset(),
 ) -> OrgPlan:
     """Actions converging one organization. ``observed`` holds every assistant tagged for it
     and every assistant its agents' ``vapi_assistant_id`` name; ``unusable`` those of them
     Vapi returned in a shape the controller cannot read. ``desired`` is None when the
     organization is no longer wanted (suspended or deleted): all of its assistants are orphans.
+    ``numbers``: the phone numbers its inbound agents name and those routing to its
+    assistants (None: the platform has no ``vapi_phone_number_id``, no phone work at all);
+    ``releasable``: those of them no desired inbound agent names.
     """
     agents = desired.agents if desired else ()
     by_id = {a.id: a for a in observed}
     blocked = _ownership_conflict(org_id, agents, by_id, context.contested_ids)
+    blocked = blocked or _contested_number(agents, context.contested_numbers)
     if blocked:
         return OrgPlan(org_id, blocked=blocked)
     actions: list[AssistantAction] = []
     invalid: dict[UUID, str] = {}
     claimed: set[str] = set()
+    routes: dict[UUID, str | None] = {}
+    """Agent -> the assistant its number must route to (None: the one created here)."""
     for agent in agents:
         current = _find_assistant(org_id, agent, observed, by_id)
         if current is not None:
@@ -229,6 +243,9 @@ def plan_org(
             invalid[agent.agent_id] = str(exc)
             continue
         actions.extend(_converge_agent(org_id, agent, current, body, context))
+        routes[agent.agent_id] = current.id if current else None
+    if numbers is not None:
+        actions.extend(_route_numbers(org_id, agents, routes, numbers, invalid))
     duplicates = _duplicates(org_id, agents, observed, claimed)
     orphans = tuple(
         a.id
@@ -239,9 +256,62 @@ def plan_org(
         DeleteAssistant(org_id, dup, f"a later duplicate of {kept}", duplicate_of=kept)
         for dup, kept in duplicates.items()
     )
+    stranded = tuple(
+        (number.id, number.assistant_id or "")
+        for number in (numbers or {}).values()
+        if number.assistant_id in orphans and number.id in releasable
+    )
     if prune:
+        actions.extend(ReleasePhoneNumber(org_id, n, a) for n, a in stranded)
         actions.extend(DeleteAssistant(org_id, i, "no active agent wants it") for i in orphans)
-    return OrgPlan(org_id, tuple(actions), invalid, None, orphans, kept=tuple(sorted(claimed)))
+    return OrgPlan(
+        org_id,
+        tuple(actions),
+        invalid,
+        None,
+        orphans,
+        kept=tuple(sorted(claimed)),
+        stranded_numbers=stranded,
+    )
+
+
+def _contested_number(agents: Sequence[DesiredAgent], contested: frozenset[str]) -> str | None:
+    for agent in agents:
+        if agent.role == "inbound" and agent.vapi_phone_number_id in contested:
+            return (
+                f"phone number {agent.vapi_phone_number_id} is named by inbound agents of "
+                "several organizations: it is written for none of them"
+            )
+    return None
+
+
+def _route_numbers(
+    org_id: UUID,
+    agents: Sequence[DesiredAgent],
+    routes: Mapping[UUID, str | None],
+    numbers: Mapping[str, ObservedPhoneNumber],
+    invalid: dict[UUID, str],
+) -> list[AssistantAction]:
+    """Each inbound agent's number routed to its assistant. An outbound agent's number is
+    caller id only and never bound."""
+    actions: list[AssistantAction] = []
+    for agent in agents:
+        number_id = agent.vapi_phone_number_id
+        if agent.role != "inbound" or not number_id or agent.agent_id not in routes:
+            continue
+        number = numbers.get(number_id)
+        if number is None:
+            invalid[agent.agent_id] = f"phone number {number_id} does not exist in Vapi"
+            continue
+        target = routes[agent.agent_id]
+        if target is None or number.assistant_id != target:
+            cause: Cause = "relink" if number.assistant_id else "desired"
+            actions.append(
+                BindPhoneNumber(
+                    org_id, agent.agent_id, number_id, target, number.assistant_id, cause
+                )
+            )
+    return actions
 
 
 def _duplicates(

@@ -40,6 +40,7 @@ from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.runtime import Runtime
 from desired_state import queue
+from desired_state.load import has_phone_numbers
 from desired_state.revision import schema_problem
 
 
@@ -150,6 +151,8 @@ class Daemon:
         async with self.runtime.engine.begin() as conn:
             await queue.ensure_rows(conn)
         await report_findings(self.runtime.engine)
+        async with self.runtime.engine.connect() as conn:
+            self.cache.watch_phones(await has_phone_numbers(conn))
         touched = await self.cache.relist()
         self.health.vapi_answered()
         await self.jobs.mark_due(touched)

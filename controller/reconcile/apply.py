@@ -17,11 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from controller.core.actions import (
     Action,
     AdoptTool,
+    BindPhoneNumber,
     CreateAssistant,
     CreateTool,
     DeleteAssistant,
     DeleteTool,
     LinkAssistant,
+    ReleasePhoneNumber,
     UpdateAssistant,
     UpdateTool,
     is_vapi_write,
@@ -61,6 +63,16 @@ class Applier:
     abandoned (``WriteAbandonedError`` reaches the caller)."""
     fence: Fence | None = None
     """The claim's fencing token: ``agents.vapi_assistant_id`` is linked only under it."""
+    created: dict[UUID, str] = field(default_factory=dict)
+    """Agent id -> the assistant created for it by this applier (a bind in the same plan
+    routes the agent's number to it)."""
+
+    async def _route(self, action: Action, number_id: str, assistant_id: str | None) -> None:
+        """``PATCH /phone-number/{id} {"assistantId": ...}``: idempotent, so a crash between a
+        create and its bind heals on the next pass."""
+        response = await self._update("phone-number", number_id, {"assistantId": assistant_id})
+        async with self.engine.begin() as conn:
+            await records.write_audit(conn, [self._entry(action, vapi_id=str(response["id"]))])
 
     async def apply(self, action: Action) -> ActionResult:
         description = describe(action)
@@ -136,10 +148,17 @@ class Applier:
                 )
             case DeleteAssistant():
                 await self._delete("assistant", action.vapi_id, action)
+            case BindPhoneNumber():
+                target = action.assistant_id or self.created.get(action.agent_id)
+                if target is None:  # the create it waits for did not happen
+                    raise WriteAbandonedError(f"number {action.number_id}: no assistant to bind")
+                await self._route(action, action.number_id, target)
+            case ReleasePhoneNumber():
+                await self._route(action, action.number_id, None)
 
     async def _create(
         self,
-        resource: Resource,
+        resource: Kind,
         owner_key: str,
         org_id: UUID | None,
         body: Mapping[str, Any],
@@ -157,6 +176,8 @@ class Applier:
             self.observed.upsert(resource, response)
         desired = {k: v for k, v in body.items() if k != "type"}
         agent_id = action.agent_id if isinstance(action, CreateAssistant) else None
+        if agent_id is not None:
+            self.created[agent_id] = str(response["id"])
         await self._record(
             resource,
             owner_key,
@@ -234,7 +255,7 @@ class Applier:
     ) -> None:
         entry = self._entry(
             action,
-            vapi_id=getattr(action, "vapi_id", None),
+            vapi_id=getattr(action, "vapi_id", None) or getattr(action, "number_id", None),
             outcome=outcome,
             status=status,
             error=error,
@@ -278,6 +299,10 @@ def describe(action: Action) -> str:
             return f"{type(action).__name__} agent {action.agent_id}"
         case DeleteAssistant():
             return f"DeleteAssistant {action.vapi_id}"
+        case BindPhoneNumber():
+            return f"BindPhoneNumber {action.number_id} for agent {action.agent_id}"
+        case ReleasePhoneNumber():
+            return f"ReleasePhoneNumber {action.number_id}"
 
 
 def _request_of(action: Action) -> tuple[str, str]:
@@ -294,6 +319,8 @@ def _request_of(action: Action) -> tuple[str, str]:
             return "PATCH", "/assistant/{id}"
         case DeleteAssistant():
             return "DELETE", "/assistant/{id}"
+        case BindPhoneNumber() | ReleasePhoneNumber():
+            return "PATCH", "/phone-number/{id}"
         case AdoptTool() | LinkAssistant():
             return "NONE", "(registry)"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
@@ -31,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from controller.core.actions import CreateTool, DeleteTool, OrgPlan, ToolAction
 from controller.core.desired import DesiredOrg, DesiredState
 from controller.core.keys import TOOLS
+from controller.core.observed import ObservedAssistant, ObservedPhoneNumber
 from controller.core.outcome import (
     ActionResult,
     OrgOutcome,
@@ -47,6 +49,7 @@ from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded, record_outcomes
 from controller.secret import redact
 from controller.vapi.errors import VapiError, WriteAbandonedError
+from desired_state.load import numbers_named
 from desired_state.records import Fence
 
 OUTAGES = (DBAPIError, OSError, VapiError)
@@ -104,10 +107,10 @@ class Chain:
         """confirm -> plan. Writes nothing anywhere (``plan`` stops here)."""
         try:
             org = desired.orgs.get(org_id)
-            await self._confirm(org, desired, began=time.monotonic())
-            plan = self._plan(org_id, org, desired)
+            releasable = await self._confirm(org_id, org, desired, began=time.monotonic())
+            plan = self._plan(org_id, org, desired, releasable)
             if plan.replaces and await self.cache.confirm_exists("assistant", plan.kept):
-                plan = self._plan(org_id, org, desired)  # what it meant to keep is gone
+                plan = self._plan(org_id, org, desired, releasable)  # what it kept is gone
             return plan
         except OUTAGES:
             raise
@@ -152,29 +155,66 @@ class Chain:
         _log_outcome(outcome, reconcile_id)
         return outcome
 
-    async def _confirm(self, org: DesiredOrg | None, desired: DesiredState, began: float) -> None:
+    async def _confirm(
+        self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState, began: float
+    ) -> frozenset[str]:
         """Before planning a create: assistants whose creation is in doubt (an intent with no
-        known outcome) are looked for by listing; those Postgres names, by id."""
+        known outcome) are looked for by listing; those Postgres names, by id; so are the
+        phone numbers its inbound agents name. Returns the numbers routing to its assistants
+        that no desired inbound agent names (the only ones a prune may release)."""
         agents = org.agents if org else ()
         doubts = [desired.intents[a.agent_id] for a in agents if a.agent_id in desired.intents]
         if doubts:
             await self.cache.confirm_since(min(doubts), doubted_before=began)
         await self.cache.confirm_known("assistant", (a.vapi_assistant_id for a in agents))
+        if not self.cache.phones:
+            return frozenset()
+        named = {a.vapi_phone_number_id for a in agents if a.vapi_phone_number_id}
+        await self.cache.confirm_known("phone-number", named)
+        state = self.cache.state
+        ours = [a.id for a in state.for_org(org_id, (a.vapi_assistant_id for a in agents))]
+        candidates = {n.id for n in state.numbers_routing_to(ours)} - named
+        if not candidates:
+            return frozenset()
+        async with self.runtime.engine.connect() as conn:
+            return frozenset(candidates - await numbers_named(conn, candidates))
 
-    def _plan(self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState) -> OrgPlan:
+    def _plan(
+        self,
+        org_id: UUID,
+        org: DesiredOrg | None,
+        desired: DesiredState,
+        releasable: frozenset[str],
+    ) -> OrgPlan:
         observed = self.cache.state
         named = [a.vapi_assistant_id for a in org.agents] if org else []
         settings = self.runtime.settings
+        mine = observed.for_org(org_id, named)
         return plan_org(
             org_id=org_id,
             desired=org,
-            observed=observed.for_org(org_id, named),
+            observed=mine,
             unusable=observed.unusable_for_org(org_id, named),
             context=assistant_context(
                 desired, observed, defaults=settings.rendering, backend_url=settings.backend_url
             ),
             prune=settings.controller.prune,
+            numbers=self._numbers(org, mine) if self.cache.phones else None,
+            releasable=releasable,
         )
+
+    def _numbers(
+        self, org: DesiredOrg | None, mine: Sequence[ObservedAssistant]
+    ) -> dict[str, ObservedPhoneNumber]:
+        """The numbers the organization's inbound agents name, and those routing to its
+        assistants."""
+        state = self.cache.state
+        found = {n.id: n for n in state.numbers_routing_to(a.id for a in mine)}
+        for agent in org.agents if org else ():
+            number = state.phone_number(agent.vapi_phone_number_id or "")
+            if number is not None:
+                found[number.id] = number
+        return found
 
     async def _guard(self, plan: OrgPlan, limit: PruneLimit) -> tuple[OrgPlan, str]:
         """Deletions only within the prune limit; over it, none (and the reason)."""

@@ -26,7 +26,7 @@ from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PassPruneLimit
 from controller.reconcile.runtime import Runtime
-from desired_state.load import load_desired
+from desired_state.load import has_phone_numbers, load_desired
 
 Progress = Callable[[int, int], None]
 """Told (organizations done, organizations planned) as a pass goes."""
@@ -98,7 +98,9 @@ async def reconcile_pass(
 
 
 async def _observed_chain(runtime: Runtime) -> Chain:
-    cache = ObservedCache(runtime.client)
+    async with runtime.engine.connect() as conn:
+        phones = await has_phone_numbers(conn)
+    cache = ObservedCache(runtime.client, phones=phones)
     await cache.relist()
     return Chain(runtime, cache)
 

@@ -43,19 +43,28 @@ class _Confirmation:
 class ObservedCache:
     """The daemon's observed state, kept current at the cost of a few calls per interval."""
 
-    def __init__(self, client: VapiClient) -> None:
+    def __init__(self, client: VapiClient, *, phones: bool = False) -> None:
+        """``phones``: also watch phone numbers (the platform has
+        ``agents.vapi_phone_number_id``; without it there is no phone work at all)."""
         self.client = client
+        self.phones = False
+        self.resources: tuple[Resource, ...] = ("assistant", "tool")
+        self.watch_phones(phones)
         self.state = ObservedState()
         self._watermark: dict[Resource, str] = {}
         self.listed = False
         self._confirming: _Confirmation | None = None
         self._reported: set[tuple[str, str]] = set()
 
+    def watch_phones(self, enabled: bool) -> None:
+        self.phones = enabled
+        self.resources = ("assistant", "tool", "phone-number") if enabled else ("assistant", "tool")
+
     async def relist(self) -> set[WorkKey]:
         """A complete listing, applied to the cache page by page (memory stays at the cache
         plus one page); then what the listing proved gone is removed. Returns the
         organizations whose observed state changed (all of them on the first listing)."""
-        seen: dict[Resource, set[str]] = {"assistant": set(), "tool": set()}
+        seen: dict[Resource, set[str]] = {resource: set() for resource in self.resources}
         began: dict[Resource, datetime] = {}
         touched: set[WorkKey] = set()
 
@@ -68,10 +77,7 @@ class ObservedCache:
 
             return page
 
-        await asyncio.gather(
-            self.client.list_all("assistant", on_page=absorb("assistant")),
-            self.client.list_all("tool", on_page=absorb("tool")),
-        )
+        await asyncio.gather(*(self.client.list_all(r, on_page=absorb(r)) for r in self.resources))
         for resource, ids in seen.items():
             touched |= self._forget_unseen(resource, ids, began.get(resource))
             self._advance(resource, [])  # an empty account still starts its watermark
@@ -84,7 +90,7 @@ class ObservedCache:
     ) -> set[WorkKey]:
         """Deleted in Vapi: cached, not listed, and created before the listing began (an
         object created since, by a write of ours, may have been missed by the walk)."""
-        cached = self.state.assistants if resource == "assistant" else self.state.tools
+        cached = self.state.all(resource)
         touched: set[WorkKey] = set()
         for found in cached:
             if found.id in seen:
@@ -99,8 +105,7 @@ class ObservedCache:
     async def poll(self) -> set[WorkKey]:
         """What changed since the last look (``updatedAtGe`` the newest ``updatedAt`` seen)."""
         touched: set[WorkKey] = set()
-        resources: tuple[Resource, ...] = ("assistant", "tool")
-        for resource in resources:
+        for resource in self.resources:
             since = self._watermark.get(resource)
             if since is None:
                 continue

@@ -168,6 +168,8 @@ async def test_optional_columns_may_be_absent_without_a_problem(
 ) -> None:
     async with platform.begin() as conn:
         await conn.execute(text("alter table org_tools drop column definition_hash"))
+        for column in ("voice_stability", "voice_similarity_boost", "vapi_phone_number_id"):
+            await conn.execute(text(f"alter table agents drop column {column}"))
     async with runtime.engine.connect() as conn:
         shape = await read_shape(conn)
 
