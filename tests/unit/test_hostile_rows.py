@@ -73,6 +73,6 @@ def test_a_hostile_tool_definition_renders_valid_or_fails_clearly(
     except InvalidToolError as exc:
         refused, problems = str(exc), []
     else:
-        refused, problems = "", tool_problems({"type": "function", **body}, update=False)
+        refused, problems = "", tool_problems({"type": "function", **body}, stored_type=None)
     assert problems == []
     assert refused or body
