@@ -39,6 +39,7 @@ from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.runtime import Runtime
 from desired_state import queue
+from desired_state.queue import Lane
 from desired_state.revision import schema_problem
 
 
@@ -144,7 +145,7 @@ class Daemon:
         await report_findings(self.runtime.engine)
         touched = await self.cache.relist()
         self.health.vapi_answered()
-        await self.jobs.mark_due(touched)
+        await self.jobs.mark_due(touched, lane=Lane.BULK)  # the first listing touches all
         logger.info(
             "started as {}: {} assistants, {} tools observed",
             self.replica_id,
@@ -184,7 +185,7 @@ class Daemon:
         self.alerter.settings = fresh.alerting
         self.alerter.sinks = Sinks.from_settings(fresh.alerting)
         if fresh.controller != before.controller:
-            await self.jobs.mark_due(None)
+            await self.jobs.mark_due(None, lane=Lane.BULK)
 
     def _reload_now(self) -> None:
         if self.reloader is not None:
