@@ -5,6 +5,7 @@ bulk. Each scenario prints a table and writes ``bench/results/<scenario>.json``.
     .venv/bin/python -m bench.run cold-start --orgs 2000
     .venv/bin/python -m bench.run steady-state --orgs 10000
     .venv/bin/python -m bench.run change-latency --orgs 50 --samples 100
+    .venv/bin/python -m bench.run change-latency --under-load --orgs 2000 --samples 100
 
 Postgres: a throwaway database on the server of ``DATABASE_URL``, or an embedded one.
 """
@@ -16,6 +17,8 @@ import asyncio
 import json
 import math
 import os
+import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 from sqlalchemy import Engine, create_engine, text
@@ -90,6 +94,25 @@ class Bench:
         )
         answer.raise_for_status()
         return list(answer.json())
+
+    def agent_ids(self) -> list[UUID]:
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(text("select id from agents order by id"))]
+
+    def edit_prompt(self, agent: UUID, prompt: str) -> float:
+        """The platform saves an agent's prompt; when the commit returned (wall clock)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                text("update agents set system_prompt = :p where id = :id"),
+                {"p": prompt, "id": agent},
+            )
+        return time.time()
+
+    def predate_controller(self) -> None:
+        """No work rows, as on a platform that existed before the controller: the daemon's
+        start-up makes them (bulk), the seeding's triggers did not count."""
+        with self.engine.begin() as conn:
+            conn.execute(text("delete from reconciler.work_items"))
 
     def connections(self) -> int:
         """Open connections to the benchmark's database (the daemon's pool and listener)."""
@@ -468,35 +491,71 @@ def cold_observe(b: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def change_latency(args: argparse.Namespace) -> dict[str, Any]:
-    """Agent row committed -> the PATCH received by Vapi, one change at a time, daemon idle."""
+    """Agent row committed -> the PATCH received by Vapi, one change at a time, daemon idle;
+    with ``--under-load``, during a cold start instead (``change_latency_under_load``)."""
+    if args.under_load:
+        return change_latency_under_load(args)
     with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b:
-        with b.engine.connect() as conn:
-            agents = [row[0] for row in conn.execute(text("select id from agents order by id"))]
+        agents = b.agent_ids()
         with daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency):
             wait_for(lambda: b.synced() == args.orgs, args.timeout, "convergence")
             time.sleep(1.0)
             samples = []
             for n in range(args.samples):
                 before = len(b.sim_get("/_sim/writes"))
-                with b.engine.begin() as conn:
-                    conn.execute(
-                        text("update agents set system_prompt = :p where id = :id"),
-                        {"p": f"Prompt revision {n}", "id": agents[n % len(agents)]},
-                    )
-                committed = time.time()
+                committed = b.edit_prompt(agents[n % len(agents)], f"Prompt revision {n}")
                 wait_for(partial(_more_writes, b, before), 30, "the PATCH")
                 samples.append(b.sim_get("/_sim/writes")[before]["at"] - committed)
-    samples.sort()
+    return {**headline("change-latency", args), **latency_figures(samples)}
+
+
+EDIT_MARK = re.compile(r"\[edit (\d+)\]")
+
+
+def change_latency_under_load(args: argparse.Namespace) -> dict[str, Any]:
+    """``--samples`` agent rows (distinct, picked at random) edited at even intervals over a
+    cold start of ``--orgs`` organizations at the rate limit: edit committed -> the first
+    Vapi write carrying it (the assistant's create, or a PATCH if it already existed).
+
+    The platform predates the controller, as at a first install: the work rows are made by
+    the daemon's start-up (bulk), not by the seeding's triggers."""
+    floor = (TOOLS + 2 * args.orgs) / args.rate
+    with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b:
+        b.predate_controller()
+        picked = random.Random(17).sample(b.agent_ids(), min(args.samples, 2 * args.orgs))
+        spacing = 0.8 * floor / len(picked)  # edits end before the cold start would
+        edited: dict[int, float] = {}
+        with daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency):
+            wait_for(lambda: writes_in(b.requests()) > TOOLS, args.timeout, "the first create")
+            start = time.monotonic()
+            for n, agent in enumerate(picked):
+                time.sleep(max(0.0, start + n * spacing - time.monotonic()))
+                edited[n] = b.edit_prompt(agent, f"Edited during the cold start [edit {n}]")
+            cold = wait_for(lambda: b.synced() == args.orgs and b.idle(), args.timeout, "idle")
+        first_seen: dict[int, float] = {}
+        for write in b.sim_get("/_sim/writes"):
+            for mark in EDIT_MARK.findall(json.dumps(write["body"])):
+                first_seen.setdefault(int(mark), write["at"])
+    missing = sorted(set(edited) - set(first_seen))
+    if missing:
+        sys.exit(f"edits never written to Vapi: {missing}")
     return {
-        "scenario": "change-latency",
-        "orgs": args.orgs,
-        "samples": len(samples),
-        "rate": args.rate,
-        "latency_s": args.latency,
-        "p50_ms": round(1000 * samples[len(samples) // 2], 1),
-        "p99_ms": round(1000 * samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1),
-        "min_ms": round(1000 * samples[0], 1),
-        "max_ms": round(1000 * samples[-1], 1),
+        **headline("change-latency-under-load", args),
+        "edits_over_s": round(spacing * len(picked), 1),
+        "floor_s": round(floor, 2),
+        "converged_after_last_edit_s": round(cold, 1),
+        **latency_figures([first_seen[n] - at for n, at in edited.items()]),
+    }
+
+
+def latency_figures(samples: list[float]) -> dict[str, Any]:
+    ordered = sorted(samples)
+    return {
+        "samples": len(ordered),
+        "p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
+        "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+        "min_ms": round(1000 * ordered[0], 1),
+        "max_ms": round(1000 * ordered[-1], 1),
     }
 
 
@@ -522,6 +581,11 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="simulator seconds/request")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument(
+        "--under-load",
+        action="store_true",
+        help="change-latency: the edits spread over a cold start of --orgs organizations",
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="soak duration")
     parser.add_argument(
         "--skip-cold-observe", action="store_true", help="steady-state: the pass figures only"
@@ -530,7 +594,7 @@ def main() -> None:
     args = parser.parse_args()
     result = SCENARIOS[args.scenario](args)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.scenario}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{result['scenario']}.json").write_text(json.dumps(result, indent=2) + "\n")
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")

@@ -4,10 +4,21 @@ Claimed with ``FOR UPDATE SKIP LOCKED`` under a lease; every claim bumps a fenci
 a completion only lands while the token is still ours. A change during a reconcile bumps the
 row's generation, so completion makes it due again: exactly one more pass. Backoff state
 (attempts, due time, last error) lives in the row and survives restarts.
+
+Two lanes, so a clinic's edit does not wait behind a cold start: work somebody is waiting for
+(a change of the platform's rows, drift seen in Vapi) is ``Lane.INTERACTIVE``; work nobody is
+waiting for (start-up, a re-render of everything, the resync) is ``Lane.BULK``. The lane is
+the row's ``interactive_since`` (NULL: bulk), so every replica claims in the same order.
+
+Must not: keep queue state in a process (the rows are the queue, shared by every replica);
+let either lane starve the other (``claim`` keeps ``BULK_SHARE`` of a claim for bulk work);
+move a due time later when marking work due (``least(due_at, now())``).
 """
 
 from __future__ import annotations
 
+import enum
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
@@ -29,52 +40,121 @@ def work_key(row: UUID) -> WorkKey:
     return TOOLS if row == TOOLS_ROW else row
 
 
+class Lane(enum.Enum):
+    """Who waits for a piece of work; see the module docstring."""
+
+    INTERACTIVE = "interactive"
+    """A change of the platform's rows (the triggers), drift seen in Vapi: claimed first."""
+    BULK = "bulk"
+    """Start-up, every organization re-rendered, the resync: keeps ``BULK_SHARE`` of claims."""
+
+
+BULK_SHARE = 0.2
+"""The share of a claim kept for due bulk rows while interactive rows wait: bulk work always
+progresses. Slots bulk does not need go to interactive work, and the other way round."""
+
+
+def bulk_slots(limit: int, *, share: float = BULK_SHARE) -> int:
+    """Slots of a claim of ``limit`` rows kept for bulk work: ``ceil(share * limit)``, less
+    one, if need be, so that a claim always has room for one interactive row (a claim of one
+    row takes interactive work first)."""
+    return max(0, min(math.ceil(share * limit), limit - 1))
+
+
 @dataclass(frozen=True)
 class Claim:
     key: WorkKey
     token: int
     generation: int
     attempts: int
+    lane: Lane
+
+
+_CLAIMABLE = """
+    due_at <= now() and (lease_expires_at is null or lease_expires_at < now())
+    and (org_id = :tools) = :want_tools and (select open from gate)
+"""
+"""Due, not held, of the kind asked for, and past the tools gate."""
 
 
 async def claim(
-    conn: AsyncConnection, *, owner: str, limit: int, lease_seconds: float, tools: bool = False
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    tools: bool = False,
+    bulk_share: float = BULK_SHARE,
 ) -> list[Claim]:
-    """Claim due rows: the account's tools row when ``tools``, else organizations, and
-    those only while the tools are neither due nor being worked on anywhere (assistants
-    link tool ids: creating them before the tools costs a relink each)."""
+    """Claim up to ``limit`` due rows, in one statement: the account's tools row when
+    ``tools``, else organizations, and those only while the tools are neither due nor being
+    worked on anywhere (assistants link tool ids: creating them before the tools costs a
+    relink each).
+
+    Interactive rows first, longest waiting first; ``bulk_slots(limit)`` of the claim go to
+    the oldest due bulk rows, and whatever one lane leaves, the other fills. Each lane is
+    oldest first, one row per organization, so no organization overtakes another twice.
+    Returned interactive first, in claim order."""
     rows = await conn.execute(
-        text("""
-            with next as (
+        text(f"""
+            with gate as (
+              select :want_tools or not exists (
+                select 1 from reconciler.work_items t
+                where t.org_id = :tools
+                  and (t.due_at <= now() or t.lease_expires_at > now())) as open
+            ), reserved as materialized (
               select org_id from reconciler.work_items
-              where due_at <= now() and (lease_expires_at is null or lease_expires_at < now())
-                and (org_id = :tools) = :want_tools
-                and (:want_tools or not exists (
-                  select 1 from reconciler.work_items t
-                  where t.org_id = :tools
-                    and (t.due_at <= now() or t.lease_expires_at > now())))
+              where {_CLAIMABLE} and interactive_since is null
               order by due_at
-              limit :limit
+              limit :reserve
               for update skip locked
+            ), interactive as materialized (
+              select org_id from reconciler.work_items
+              where {_CLAIMABLE} and interactive_since is not null
+              order by interactive_since, due_at
+              limit :limit - (select count(*) from reserved)
+              for update skip locked
+            ), filling as materialized (
+              select org_id from reconciler.work_items
+              where {_CLAIMABLE} and interactive_since is null
+                and org_id not in (select org_id from reserved)
+              order by due_at
+              limit :limit - (select count(*) from reserved) - (select count(*) from interactive)
+              for update skip locked
+            ), claimed as (
+              update reconciler.work_items w
+              set lease_owner = :owner,
+                  lease_expires_at = now() + make_interval(secs => :lease),
+                  fencing_token = w.fencing_token + 1,
+                  claimed_generation = w.generation,
+                  updated_at = now()
+              where w.org_id in (select org_id from reserved
+                                 union all select org_id from interactive
+                                 union all select org_id from filling)
+              returning w.org_id, w.fencing_token, w.generation, w.attempts,
+                        w.interactive_since, w.due_at
             )
-            update reconciler.work_items w
-            set lease_owner = :owner,
-                lease_expires_at = now() + make_interval(secs => :lease),
-                fencing_token = w.fencing_token + 1,
-                claimed_generation = w.generation,
-                updated_at = now()
-            from next where w.org_id = next.org_id
-            returning w.org_id, w.fencing_token, w.generation, w.attempts
+            select * from claimed order by interactive_since nulls last, due_at
         """),
         {
             "owner": owner,
             "limit": limit,
+            "reserve": bulk_slots(limit, share=bulk_share),
             "lease": lease_seconds,
             "tools": TOOLS_ROW,
             "want_tools": tools,
         },
     )
-    return [Claim(work_key(r.org_id), r.fencing_token, r.generation, r.attempts) for r in rows]
+    return [
+        Claim(
+            work_key(r.org_id),
+            r.fencing_token,
+            r.generation,
+            r.attempts,
+            Lane.BULK if r.interactive_since is None else Lane.INTERACTIVE,
+        )
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -89,8 +169,8 @@ class Completion:
 
 async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> set[WorkKey]:
     """Release claims, one statement for any number; a row that changed while held is due
-    at once. Returns the organizations whose completion landed: the others lost their lease
-    (fenced out) and record nothing."""
+    at once and keeps its lane, any other returns to the bulk lane. Returns the organizations
+    whose completion landed: the others lost their lease (fenced out) and record nothing."""
     if not completions:
         return set()
     rows = await conn.execute(
@@ -102,6 +182,8 @@ async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> 
                               else now() + make_interval(secs => c.due_in) end,
                 attempts = case when w.generation > w.claimed_generation then 0
                                 else c.attempts end,
+                interactive_since = case when w.generation > w.claimed_generation
+                                         then w.interactive_since end,
                 last_error = c.error, updated_at = now()
             from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[]),
                         cast(:due_in as float8[]), cast(:attempts as int[]),
@@ -155,7 +237,8 @@ async def renew(
 
 
 async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
-    """Give claims back without a result (shutdown): due at once for whoever comes next."""
+    """Give claims back without a result (shutdown): due at once for whoever comes next,
+    in the lane they were in."""
     held = list(claims)
     if held:
         await conn.execute(
@@ -171,7 +254,7 @@ async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
 
 async def ensure_rows(conn: AsyncConnection, keys: Iterable[WorkKey] = ()) -> int:
     """Rows for every organization, status row, the tools and ``org_ids``; returns how many
-    were missing. Existing rows keep their schedule."""
+    were missing. Existing rows keep their schedule; new ones are due now, in the bulk lane."""
     inserted = await conn.execute(
         text("""
             insert into reconciler.work_items (org_id)
@@ -185,17 +268,22 @@ async def ensure_rows(conn: AsyncConnection, keys: Iterable[WorkKey] = ()) -> in
     return inserted.rowcount
 
 
-async def mark_due(conn: AsyncConnection, keys: Iterable[WorkKey] | None = None) -> None:
-    """Make work rows (every organization's when None) due now, as a change would."""
+async def mark_due(conn: AsyncConnection, keys: Iterable[WorkKey] | None, *, lane: Lane) -> None:
+    """Make work rows (every organization's when None) due now, as a change would, in
+    ``lane``. A row already interactive stays so (a bulk mark never demotes it) and keeps its
+    place in that lane."""
     ids = None if keys is None else [row_id(k) for k in keys]
     await conn.execute(
         text("""
             update reconciler.work_items
-            set generation = generation + 1, due_at = least(due_at, now()), attempts = 0
+            set generation = generation + 1, due_at = least(due_at, now()), attempts = 0,
+                interactive_since = case when :interactive
+                                         then coalesce(interactive_since, now())
+                                         else interactive_since end
             where (cast(:ids as uuid[]) is null and org_id <> :tools)
                or org_id = any(cast(:ids as uuid[]))
         """),
-        {"ids": ids, "tools": TOOLS_ROW},
+        {"ids": ids, "tools": TOOLS_ROW, "interactive": lane is Lane.INTERACTIVE},
     )
     await conn.execute(text("select pg_notify('vapi_reconciler', '*')"))
 

@@ -174,6 +174,12 @@ work_items = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("interactive_since", DateTime(timezone=True)),  # set: the interactive lane
+    Index(
+        "work_items_interactive_idx",
+        "interactive_since",
+        postgresql_where=text("interactive_since is not null"),
+    ),
     Index("work_items_due_idx", "due_at"),
 )
 

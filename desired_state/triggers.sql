@@ -1,5 +1,7 @@
 -- Change triggers on the desired-state tables: every change marks its organization's work
--- row due and sends NOTIFY vapi_reconciler (a wake-up hint; the row is the guarantee).
+-- row due in the interactive lane (reconciler.enqueue: somebody is waiting for this edit, so
+-- it is claimed before bulk work such as a cold start) and sends NOTIFY vapi_reconciler
+-- (a wake-up hint; the row is the guarantee).
 -- Installed by every `migrate` once the platform tables exist; idempotent.
 -- The controller's own write (agents.vapi_assistant_id) does not count as a change.
 -- They never refuse a platform write: a NULL org_id (the live platform allows it) enqueues

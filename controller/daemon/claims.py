@@ -34,7 +34,7 @@ from controller.reconcile.status import Recorded
 from controller.secret import redact
 from desired_state import queue
 from desired_state.load import load_desired
-from desired_state.queue import Claim, Completion
+from desired_state.queue import Claim, Completion, Lane
 from desired_state.records import Fence
 
 FRESH_SECONDS = 2.0
@@ -302,7 +302,7 @@ class ClaimLoop:
 
     async def _mark_every_org_due(self) -> None:
         async with self.runtime.engine.begin() as conn:
-            await queue.mark_due(conn, None)
+            await queue.mark_due(conn, None, lane=Lane.BULK)
 
     def _policy(self) -> SchedulePolicy:
         c = self.runtime.settings.controller

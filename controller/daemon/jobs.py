@@ -27,6 +27,7 @@ from controller.reconcile.runtime import Runtime
 from desired_state import queue
 from desired_state.findings import PER_ORG_VAPI_KEY
 from desired_state.load import load_state_counts
+from desired_state.queue import Lane
 
 Job = Callable[[], Awaitable[None]]
 
@@ -118,7 +119,7 @@ class Jobs:
         drifted = {key for key in touched if key not in self.claims.inflight}
         if drifted:
             self.metrics.drift_detected.inc(len(drifted))
-        await self.mark_due(touched)
+        await self.mark_due(touched, lane=Lane.INTERACTIVE)
 
     async def heartbeat(self) -> None:
         lease = self.runtime.settings.controller.lease_seconds
@@ -178,14 +179,15 @@ class Jobs:
         self.metrics.unreconciled.set(counts.get("unreconciled", 0))
 
     # -- shared by the daemon's parts ----------------------------------------------------
-    async def mark_due(self, keys: set[WorkKey] | None) -> None:
-        """Make work rows due now (every organization's when None)."""
+    async def mark_due(self, keys: set[WorkKey] | None, *, lane: Lane) -> None:
+        """Make work rows due now (every organization's when None), in ``lane``: drift
+        somebody may be waiting for is interactive, a re-render of everything is bulk."""
         if keys is not None and not keys:
             return
         async with self.runtime.engine.begin() as conn:
             if keys is not None:
                 await queue.ensure_rows(conn, keys)
-            await queue.mark_due(conn, keys)
+            await queue.mark_due(conn, keys, lane=lane)
 
     def share_rate(self) -> None:
         """This replica's share of the account's request budget."""

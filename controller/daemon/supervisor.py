@@ -41,6 +41,7 @@ from controller.reconcile.observe import ObservedCache
 from controller.reconcile.runtime import Runtime
 from desired_state import queue
 from desired_state.load import has_phone_numbers
+from desired_state.queue import Lane
 from desired_state.revision import schema_problem
 
 
@@ -155,7 +156,7 @@ class Daemon:
             self.cache.watch_phones(await has_phone_numbers(conn))
         touched = await self.cache.relist()
         self.health.vapi_answered()
-        await self.jobs.mark_due(touched)
+        await self.jobs.mark_due(touched, lane=Lane.BULK)  # the first listing touches all
         logger.info(
             "started as {}: {} assistants, {} tools observed",
             self.replica_id,
@@ -195,7 +196,7 @@ class Daemon:
         self.alerter.settings = fresh.alerting
         self.alerter.sinks = Sinks.from_settings(fresh.alerting)
         if fresh.controller != before.controller:
-            await self.jobs.mark_due(None)
+            await self.jobs.mark_due(None, lane=Lane.BULK)
 
     def _gone_elsewhere(self, payload: str) -> None:
         """A replica deleted an object in Vapi: out of this cache now, its organization due."""
@@ -203,7 +204,8 @@ class Daemon:
         if resource in ("assistant", "tool") and vapi_id:
             touched = self.cache.forget("assistant" if resource == "assistant" else "tool", vapi_id)
             if touched:
-                self._spawn(self.guard.run("gone", partial(self.jobs.mark_due, touched)))
+                mark = partial(self.jobs.mark_due, touched, lane=Lane.INTERACTIVE)
+                self._spawn(self.guard.run("gone", mark))
 
     def _reload_now(self) -> None:
         if self.reloader is not None:

@@ -23,6 +23,7 @@ def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespa
         latency=0.0,
         concurrency=8,
         samples=3,
+        under_load=False,
         minutes=0.01,
         skip_cold_observe=False,
         timeout=120.0,
@@ -66,6 +67,17 @@ def test_change_latency_takes_one_sample_per_row_update(args: argparse.Namespace
     result = run.change_latency(args)
 
     assert result["samples"] == 3
+
+
+def test_edits_during_a_cold_start_each_reach_vapi_in_a_write_that_carries_them(
+    args: argparse.Namespace,
+) -> None:
+    args.under_load, args.samples = True, 5
+
+    result = run.change_latency(args)
+
+    assert result["scenario"] == "change-latency-under-load"
+    assert result["samples"] == 5
 
 
 def test_a_soak_samples_the_daemon_and_writes_nothing(args: argparse.Namespace) -> None:

@@ -18,27 +18,8 @@ from desired_state import queue
 from desired_state.load import load_status
 from desired_state.queue import Claim, Completion
 from desired_state.sample import seed_clinics
+from tests.integration.claiming import claim, complete, settle_tools
 from tests.integration.helpers import update_agent
-
-
-async def claim(
-    engine: AsyncEngine, owner: str, *, limit: int = 100, lease: float = 30, tools: bool = False
-) -> list[Claim]:
-    async with engine.begin() as conn:
-        return await queue.claim(conn, owner=owner, limit=limit, lease_seconds=lease, tools=tools)
-
-
-async def complete(engine: AsyncEngine, claimed: Claim, due_in: float | None = 300) -> bool:
-    async with engine.begin() as conn:
-        kept = await queue.complete(conn, [Completion(claimed, due_in, 0, None)])
-    return claimed.key in kept
-
-
-async def settle_tools(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await queue.ensure_rows(conn)
-    for claimed in await claim(engine, "setup", tools=True):
-        assert await complete(engine, claimed)
 
 
 async def test_concurrent_claimers_never_get_the_same_organization(
