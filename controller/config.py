@@ -68,6 +68,10 @@ class VapiSettings(_Section):
     relist_interval_seconds: float = Field(default=600.0, gt=0)
 
 
+class AuditSettings(_Section):
+    keep_days: int = Field(default=30, ge=1)
+
+
 class DatabaseSettings(_Section):
     url: str = ""
 
@@ -92,6 +96,7 @@ class ServerSettings(_Section):
 class Settings(_Section):
     controller: ControllerSettings = ControllerSettings()
     alerting: AlertingSettings = AlertingSettings()
+    audit: AuditSettings = AuditSettings()
     vapi: VapiSettings = VapiSettings()
     defaults: RenderDefaults = RenderDefaults()
     database: DatabaseSettings = DatabaseSettings()

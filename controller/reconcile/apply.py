@@ -30,7 +30,7 @@ from controller.core.desired import fingerprint
 from controller.core.drift import observed_hash
 from controller.core.observed import ObservedState
 from controller.core.outcome import ActionResult, Reason
-from controller.secret import redact
+from controller.secret import redact, scrub
 from controller.vapi.client import Resource, VapiClient
 from controller.vapi.errors import (
     NotFoundError,
@@ -43,7 +43,7 @@ from controller.vapi.errors import (
     VapiTimeoutError,
 )
 from desired_state import records
-from desired_state.records import AuditEntry, AuditOutcome, Kind
+from desired_state.records import AuditCause, AuditEntry, AuditOutcome, FieldWrite, Kind
 
 
 @dataclass
@@ -205,7 +205,13 @@ class Applier:
             await records.write_audit(conn, [self._entry(action, vapi_id=vapi_id)])
 
     async def _audit(
-        self, action: Action, *, outcome: AuditOutcome, status: int | None, error: str
+        self,
+        action: Action,
+        *,
+        outcome: AuditOutcome,
+        status: int | None,
+        error: str,
+        duration_ms: int | None = None,
     ) -> None:
         entry = self._entry(
             action,
@@ -213,6 +219,7 @@ class Applier:
             outcome=outcome,
             status=status,
             error=error,
+            duration_ms=duration_ms,
         )
         async with self.engine.begin() as conn:
             await records.write_audit(conn, [entry])
@@ -225,13 +232,10 @@ class Applier:
         outcome: AuditOutcome = "ok",
         status: int | None = None,
         error: str = "",
+        duration_ms: int | None = None,
     ) -> AuditEntry:
+        """The audit row of one write: what changed (redacted), why, and how it went."""
         method, path = _request_of(action)
-        detail: dict[str, Any] = {}
-        if isinstance(action, UpdateAssistant | UpdateTool):
-            detail = {"cause": action.cause, "fields": [c.path for c in action.changes]}
-        if error:
-            detail["error"] = redact(error)[:2000]
         return AuditEntry(
             reconcile_id=self.reconcile_id,
             org_id=getattr(action, "org_id", None),
@@ -241,7 +245,11 @@ class Applier:
             path=path,
             status_code=status,
             outcome=outcome,
-            detail=detail,
+            detail={"error": redact(error)[:2000]} if error else {},
+            agent_id=getattr(action, "agent_id", None),
+            cause=_cause_of(action),
+            changes=_changes_of(action),
+            duration_ms=duration_ms,
         )
 
 
@@ -271,6 +279,41 @@ def _request_of(action: Action) -> tuple[str, str]:
             return "DELETE", "/assistant/{id}"
         case AdoptTool() | LinkAssistant():
             return "NONE", "(registry)"
+
+
+_CAUSES: dict[str, AuditCause] = {"desired": "desired", "drift": "drift", "adopt": "adoption"}
+
+
+def _cause_of(action: Action) -> AuditCause:
+    match action:
+        case UpdateAssistant() | UpdateTool():
+            return _CAUSES[action.cause]
+        case CreateAssistant() | CreateTool():
+            return "desired"
+        case AdoptTool():
+            return "adoption"
+        case LinkAssistant():
+            return "relink"
+        case DeleteAssistant() | DeleteTool():
+            return "prune"
+
+
+def _changes_of(action: Action) -> tuple[FieldWrite, ...]:
+    """The managed fields written, before and after, with secrets redacted: every top-level
+    field of a create's body, the changed fields of an update, none for the rest."""
+    match action:
+        case UpdateAssistant() | UpdateTool():
+            return tuple(
+                FieldWrite(c.path, scrub(c.before, key=c.path), scrub(c.after, key=c.path))
+                for c in action.changes
+            )
+        case CreateAssistant() | CreateTool():
+            return tuple(
+                FieldWrite(name, None, scrub(value, key=name))
+                for name, value in sorted(action.body.items())
+            )
+        case _:
+            return ()
 
 
 def _outcome(exc: VapiError) -> AuditOutcome:
