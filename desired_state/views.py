@@ -127,3 +127,38 @@ def _history_row(row: dict[str, Any]) -> dict[str, Any]:
     if row["cause"] is None and legacy_cause:
         row["cause"] = "adoption" if legacy_cause == "adopt" else legacy_cause
     return row
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    due: int
+    """Rows due now and not held: the queue depth."""
+    oldest_due_seconds: float
+    """How long the longest-waiting of them has been due (0 when none)."""
+
+
+async def load_queue_stats(conn: AsyncConnection) -> QueueStats:
+    row = (
+        await conn.execute(
+            text("""
+                select count(*) as due,
+                       coalesce(extract(epoch from now() - min(due_at)), 0) as oldest
+                from reconciler.work_items
+                where due_at <= now() and (lease_expires_at is null or lease_expires_at < now())
+            """)
+        )
+    ).one()
+    return QueueStats(int(row.due), float(row.oldest))
+
+
+async def load_org_states(conn: AsyncConnection) -> dict[UUID, str]:
+    """Each organization's state as ``status`` shows it (``pending`` included)."""
+    rows = await conn.execute(
+        text("""
+            select coalesce(d.id, s.org_id), coalesce(s.state, :pending)
+            from (select id from public.organizations where status = 'active') d
+            full join reconciler.org_status s on s.org_id = d.id
+        """),
+        {"pending": PENDING},
+    )
+    return {row[0]: row[1] for row in rows}

@@ -143,6 +143,7 @@ class Daemon:
             await queue.ensure_rows(conn)
         await report_findings(self.runtime.engine)
         touched = await self.cache.relist()
+        self.metrics.last_relist.set_to_current_time()
         self.health.vapi_answered()
         await self.jobs.mark_due(touched)
         logger.info(
