@@ -31,7 +31,9 @@ async def load_status_rows(
             with desired as (
               select id from public.organizations where status = 'active'
             ), known as (
-              select coalesce(d.id, s.org_id) as org_id, d.id is not null as desired, s.*
+              select coalesce(d.id, s.org_id) as org_id, d.id is not null as desired,
+                     s.state, s.reason, s.message, s.last_synced_at, s.unreconciled_since,
+                     s.updated_at, s.consecutive_failures
               from desired d full join reconciler.org_status s on s.org_id = d.id
             )
             select k.org_id, o.name, k.desired, coalesce(k.state, :pending) as state,

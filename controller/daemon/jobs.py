@@ -20,11 +20,12 @@ from controller.core.keys import WorkKey
 from controller.daemon.claims import ClaimLoop
 from controller.daemon.guard import Guard
 from controller.daemon.health import Health
-from controller.daemon.metrics import Metrics, package_version
+from controller.daemon.metrics import Metrics
 from controller.daemon.reload import Reloader
 from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.runtime import Runtime
+from controller.version import package_version
 from desired_state import queue, records
 from desired_state.findings import PER_ORG_VAPI_KEY
 from desired_state.load import load_state_counts

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import platform
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from importlib.metadata import PackageNotFoundError, version
 from uuid import UUID
 
 from loguru import logger
@@ -28,18 +27,13 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from controller.version import package_version
+
 PREFIX = "vapi_reconciler"
 REFRESH_TIMEOUT_SECONDS = 2.0
 
 # Process-wide: a `_created` series per counter and histogram doubles their cost for nothing.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-
-
-def package_version() -> str:
-    try:
-        return version("vapi-reconciler")
-    except PackageNotFoundError:  # run from a source tree without installing it
-        return "0+unknown"
 
 
 Read = Callable[[], float]
