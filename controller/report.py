@@ -220,8 +220,15 @@ def _details(action: Action) -> list[str]:
 
 
 def _body(body: Mapping[str, Any], *, indent: str) -> list[str]:
-    lines: list[str] = []
+    """A create's body, one field a line; objects one level deep as dotted paths."""
+    fields: list[tuple[str, Any]] = []
     for name, value in sorted(scrub(dict(body)).items()):
+        if isinstance(value, dict) and value:
+            fields += [(f"{name}.{key}", inner) for key, inner in sorted(value.items())]
+        else:
+            fields.append((name, value))
+    lines: list[str] = []
+    for name, value in fields:
         shown = show_value(value)
         if len(shown) <= SHORT and "\n" not in shown:
             lines.append(f"{indent}{name}: {shown}")
