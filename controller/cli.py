@@ -151,7 +151,6 @@ def run(config_path: Path, replica_id: str | None) -> None:
 
     settings = load_settings(config_path)
     key = read_master_key()
-    log_banner(settings, config_path=config_path)
 
     async def serve() -> None:
         metrics = Metrics()
@@ -161,7 +160,9 @@ def run(config_path: Path, replica_id: str | None) -> None:
             daemon = Daemon(
                 runtime, config_path=config_path, metrics=metrics, replica_id=replica_id
             )
-            await daemon.run(daemon.server())
+            server = daemon.server()  # bound here: a port in use is a set-up error
+            log_banner(settings, config_path=config_path)  # after every set-up check
+            await daemon.run(server)
 
     asyncio.run(serve())
 
