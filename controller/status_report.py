@@ -66,7 +66,7 @@ def status_header(overview: Overview, settings: Settings, *, config: str) -> lis
         lines.append("daemons live: 0 (no `run` heartbeat within the lease)")
     paused_orgs = len(controller.paused_orgs)
     lines.append(
-        f"config {config}: mode {controller.mode}, "
+        f"this command's config ({config}): mode {controller.mode}, "
         f"{'paused' if controller.paused else 'not paused'}"
         + (f", {paused_orgs} organization(s) paused" if paused_orgs else "")
         + (", prune on" if controller.prune else "")
@@ -86,8 +86,12 @@ def status_table(rows: Sequence[Mapping[str, Any]], *, now: datetime) -> Table:
     """The rows as a table: state, age of the incident, reason, last sync, message."""
     table = Table(title=f"{len(rows)} organizations")
     table.add_column("organization", no_wrap=True)
-    for column in ("name", "state", "age", "reason", "last synced", "message"):
-        table.add_column(column, overflow="fold")
+    table.add_column("name", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("age", no_wrap=True)
+    table.add_column("reason", no_wrap=True)
+    table.add_column("last synced", no_wrap=True)
+    table.add_column("message", overflow="fold")
     for row in rows:
         since = row["unreconciled_since"]
         table.add_row(
