@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,24 +19,27 @@ from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
 from controller.config import ConfigError, Settings, load_settings
-from controller.logs import configure_logging
+from controller.history_report import history_json, history_text
+from controller.logs import configure_logging, log_banner
 from controller.preflight import ListenError, SetupError, check_schema
 from controller.progress import progress_bar
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
-from controller.report import (
+from controller.report import Controls, plan_json, plan_text
+from controller.runtime import open_runtime
+from controller.secret import MissingKeyError, read_master_key, redact
+from controller.status_report import (
     findings_table,
-    plan_json,
-    plan_text,
+    status_header,
+    status_json,
     status_rows_sorted,
     status_table,
 )
-from controller.runtime import open_runtime
-from controller.secret import MissingKeyError, read_master_key, redact
 from controller.vapi.errors import VapiError
+from controller.version import package_version
 from desired_state.engine import DatabaseURLError, async_engine
 from desired_state.findings import Finding, load_findings
-from desired_state.load import load_status
 from desired_state.migrate import migrate as run_migrations
+from desired_state.views import Overview, load_history, load_overview, load_status_rows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,6 +101,13 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_version(),
+    "--version",
+    "-V",
+    prog_name="vapi-reconciler",
+    message="%(prog)s %(version)s",
+)
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING...")
 @click.option(
     "--log-json/--log-text", default=None, help="Log format; default: JSON unless on a terminal."
@@ -149,7 +160,9 @@ def run(config_path: Path, replica_id: str | None) -> None:
             daemon = Daemon(
                 runtime, config_path=config_path, metrics=metrics, replica_id=replica_id
             )
-            await daemon.run(daemon.server())
+            server = daemon.server()  # bound here: a port in use is a set-up error
+            log_banner(settings, config_path=config_path)  # after every set-up check
+            await daemon.run(server)
 
     asyncio.run(serve())
 
@@ -193,10 +206,11 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
         async with open_runtime(settings, key=read_master_key()) as runtime:
             await check_schema(runtime.engine)
             pending = await plan_pass(runtime, org_ids=org_ids or None)
+        controls = Controls.of(settings)
         if as_json:
-            click.echo(json.dumps(plan_json(pending), indent=2, default=str))
+            click.echo(json.dumps(plan_json(pending, controls=controls), indent=2, default=str))
         else:
-            click.echo(plan_text(pending))
+            click.echo(plan_text(pending, controls=controls))
         return pending.has_changes
 
     sys.exit(2 if asyncio.run(run()) else 0)
@@ -204,36 +218,93 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
 
 @main.command()
 @config_option
+@click.option("--org", "org_id", type=click.UUID, default=None, help="Only this organization.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_fails_cleanly
-def status(config_path: Path, as_json: bool) -> None:
-    """Each organization's state, unreconciled ones first."""
+def status(config_path: Path, org_id: UUID | None, as_json: bool) -> None:
+    """Each organization's state, unreconciled ones first, under what the controller is doing.
+
+    Every organization of the desired set and every one with a status row; a desired one not
+    reconciled yet is `pending`. Exit 1 for an --org the controller does not know.
+    """
     settings = load_settings(config_path, required=False)
-    found, findings = asyncio.run(_read_status(settings))
-    rows = status_rows_sorted(found)
+    read = asyncio.run(_read_status(settings, org_id))
+    rows = status_rows_sorted(read.rows)
+    if org_id is not None and not rows:
+        click.echo(f"error: organization {org_id} is neither desired nor known", err=True)
+        sys.exit(1)
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(json.dumps(status_json(rows, read.overview, settings), indent=2))
         return
     console = _console()
-    console.print(status_table(rows))
-    if findings:
-        console.print(findings_table(findings))
+    for line in status_header(read.overview, settings, config=str(config_path)):
+        console.print(line, markup=False, highlight=False)
+    console.print(status_table(rows, now=read.overview.now))
+    if read.findings:
+        console.print(findings_table(read.findings))
 
 
-async def _read_status(settings: Settings) -> tuple[list[dict[str, Any]], Sequence[Finding]]:
+@dataclass(frozen=True)
+class _Status:
+    rows: list[dict[str, Any]]
+    overview: Overview
+    findings: Sequence[Finding]
+
+
+async def _read_status(settings: Settings, org_id: UUID | None) -> _Status:
     engine = async_engine(settings.database.url, pool_size=1)
     try:
         async with engine.connect() as conn:
             findings = await load_findings(conn)
-            rows = await load_status(conn)
+            rows = await load_status_rows(conn, org_id=org_id)
+            overview = await load_overview(conn, live_within=settings.controller.lease_seconds)
     finally:
         await engine.dispose()
+    findings = [f for f in findings if org_id is None or f.org_id == org_id]
     where: dict[UUID, list[str]] = {}
     for finding in findings:
         where.setdefault(finding.org_id, []).append(finding.location)
     for row in rows:
         row["security_findings"] = where.get(row["org_id"], [])
-    return rows, findings
+    return _Status(rows, overview, findings)
+
+
+@main.command()
+@config_option
+@click.option("--org", "org_id", type=click.UUID, default=None, help="Only this organization.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=10_000),
+    default=50,
+    show_default=True,
+    help="At most this many writes.",
+)
+@_fails_cleanly
+def history(config_path: Path, org_id: UUID | None, as_json: bool, limit: int) -> None:
+    """The Vapi writes made, newest first: what changed and why.
+
+    Time, organization, agent, method, Vapi id, the fields changed (before -> after, secrets
+    redacted), why (desired change, drift, adoption, relink, prune), HTTP status, duration.
+    Kept for [audit] keep_days.
+    """
+    settings = load_settings(config_path, required=False)
+    rows = asyncio.run(_read_history(settings, org_id=org_id, limit=limit))
+    if as_json:
+        click.echo(json.dumps(history_json(rows), indent=2))
+        return
+    click.echo(history_text(rows))
+
+
+async def _read_history(
+    settings: Settings, *, org_id: UUID | None, limit: int
+) -> list[dict[str, Any]]:
+    engine = async_engine(settings.database.url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return await load_history(conn, org_id=org_id, limit=limit)
+    finally:
+        await engine.dispose()
 
 
 @main.command()

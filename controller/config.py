@@ -73,6 +73,10 @@ class RenderSettings(_Section):
     voxanne: RenderDefaults = VOXANNE
 
 
+class AuditSettings(_Section):
+    keep_days: int = Field(default=30, ge=1)
+
+
 class DatabaseSettings(_Section):
     url: str = ""
 
@@ -97,6 +101,7 @@ class ServerSettings(_Section):
 class Settings(_Section):
     controller: ControllerSettings = ControllerSettings()
     alerting: AlertingSettings = AlertingSettings()
+    audit: AuditSettings = AuditSettings()
     vapi: VapiSettings = VapiSettings()
     defaults: RenderDefaults = RenderDefaults()
     render: RenderSettings = RenderSettings()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -32,15 +33,17 @@ from controller.daemon.supervisor import Daemon
 from controller.progress import progress_bar
 from controller.reconcile.full_pass import plan_pass
 from controller.reconcile.runtime import Runtime
-from controller.report import plan_text, status_rows_sorted, status_table
+from controller.report import plan_text
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import SimulatorState, SimulatorTransport
+from controller.status_report import status_rows_sorted, status_table
 from desired_state.embedded import embedded_postgres, scratch_database
-from desired_state.load import load_state_counts, load_status
+from desired_state.load import load_state_counts
 from desired_state.migrate import migrate
 from desired_state.sample import SampleOrg, seed_clinics
 from desired_state.tables import agents, org_status
+from desired_state.views import load_status_rows
 
 DEMO_KEY = "demo-simulator-key"
 
@@ -82,8 +85,8 @@ class Story:
                 await self._heal(runtime)
                 await self._pause(runtime, clinics[0].org_id)
                 async with runtime.engine.connect() as conn:
-                    rows = status_rows_sorted(await load_status(conn))
-                self.console.print(status_table(rows[:10]))
+                    rows = status_rows_sorted(await load_status_rows(conn))
+                self.console.print(status_table(rows[:10], now=datetime.now(UTC)))
             finally:
                 daemon.stop()
                 await running

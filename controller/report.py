@@ -1,16 +1,22 @@
-"""Render a plan and the status table for people (text) and machines (JSON). Pure."""
+"""Render a plan for people (text) and machines (JSON), and the helpers every report shares
+(times, values). Pure: no I/O; the settings are read only for what they say about writes.
+
+A plan says what will not be applied and why: a paused controller, observe mode, a paused
+organization, an ownership conflict, prune off or held by its guard. Values shown pass
+through ``controller.secret.scrub``."""
 
 from __future__ import annotations
 
 import difflib
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
-from rich.table import Table
-
+from controller.config import Settings
 from controller.core.actions import (
     Action,
     AdoptTool,
@@ -27,37 +33,66 @@ from controller.core.actions import (
 )
 from controller.core.drift import FieldChange
 from controller.core.plan import PassPlan
-from desired_state.findings import Finding
+from controller.secret import scrub
 
 SHORT = 80
-STATE_ORDER = {"failed": 0, "blocked": 1, "progressing": 2, "paused": 3, "synced": 4}
 
 
-def plan_text(plan: PassPlan) -> str:
+@dataclass(frozen=True)
+class Controls:
+    """What the operator's controls say about writes (from ``config.toml``)."""
+
+    paused: bool = False
+    observe: bool = False
+    paused_orgs: frozenset[UUID] = frozenset()
+    prune: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> Controls:
+        c = settings.controller
+        return cls(c.paused, c.mode == "observe", frozenset(c.paused_orgs), c.prune)
+
+    @property
+    def held(self) -> str | None:
+        """Why no write at all will be made, or None."""
+        if self.paused:
+            return "the controller is paused ([controller] paused = true)"
+        if self.observe:
+            return 'observe mode ([controller] mode = "observe"): drift is reported, not undone'
+        return None
+
+    def org_held(self, org: OrgPlan) -> str | None:
+        """Why nothing of this organization will be applied, or None."""
+        if org.blocked:
+            return f"blocked: {org.blocked}"
+        if self.held:
+            return self.held
+        if org.org_id in self.paused_orgs:
+            return "the organization is paused ([controller] paused_orgs)"
+        return None
+
+
+def plan_text(plan: PassPlan, *, controls: Controls | None = None) -> str:
+    controls = controls or Controls()
     lines: list[str] = []
+    if controls.held:
+        lines.append(f"! nothing below will be applied: {controls.held}")
     if plan.tools.actions or plan.tools.invalid:
         lines.append("tools (shared by every organization)")
-        lines += [f"  {_action_line(tool_action)}" for tool_action in plan.tools.actions]
         for tool_action in plan.tools.actions:
-            if isinstance(tool_action, UpdateTool):
-                lines += _changes(tool_action.changes, indent="      ")
+            lines += [f"  {_action_line(tool_action)}", *_details(tool_action)]
         lines += [f"  ! tool {name}: {why}" for name, why in plan.tools.invalid.items()]
-    for org_id, org in plan.orgs.items():
-        if not (org.actions or org.invalid or org.blocked or org.orphans):
-            continue
-        lines.append(f"organization {org_id}")
-        if org.blocked:
-            lines.append(f"  x blocked, nothing will be written: {org.blocked}")
+    for org in _shown(plan):
+        lines.append(f"organization {org.org_id}")
+        held = controls.org_held(org)
+        if held and not controls.held:
+            lines.append(f"  x nothing will be applied: {held}")
         for action in org.actions:
-            lines.append(f"  {_action_line(action)}")
-            if isinstance(action, UpdateAssistant):
-                lines += _changes(action.changes, indent="      ")
+            lines += [f"  {_action_line(action)}", *_details(action)]
         lines += [f"  ! agent {agent}: {why}" for agent, why in org.invalid.items()]
-        pruned = {a.vapi_id for a in org.deletes}
         lines += [
-            f"  ? assistant {vid}: orphaned, left alone (prune is off or guarded)"
-            for vid in org.orphans
-            if vid not in pruned
+            f"  ? assistant {vid}: orphaned, left alone ({_orphan_why(plan, controls)})"
+            for vid in _left_alone(org)
         ]
     if not plan.prune.allowed:
         lines.append(f"! {plan.prune.reason}")
@@ -67,81 +102,64 @@ def plan_text(plan: PassPlan) -> str:
 
 def summary_line(plan: PassPlan) -> str:
     counts = _counts(plan)
+    orphans = f"{counts['orphans']} orphaned left alone"
     if not plan.has_changes:
-        return "No changes. Vapi matches the desired state."
+        left = f" ({orphans})" if counts["orphans"] else ""
+        return f"No changes. Vapi matches the desired state{left}."
     return (
         f"Plan: {counts['create']} to create, {counts['update']} to update "
         f"({counts['drift']} drift made outside the controller), {counts['delete']} to delete, "
-        f"{counts['invalid']} invalid, {counts['blocked']} blocked."
+        f"{counts['invalid']} invalid, {counts['blocked']} blocked, {orphans}."
     )
 
 
-def plan_json(plan: PassPlan) -> dict[str, Any]:
+def plan_json(plan: PassPlan, *, controls: Controls | None = None) -> dict[str, Any]:
+    controls = controls or Controls()
     counts = _counts(plan)
     return {
         "changes": plan.has_changes,
-        "summary": {
-            k: counts[k] for k in ("create", "update", "drift", "delete", "invalid", "blocked")
+        "summary": {k: counts[k] for k in SUMMARY},
+        "writes": {"enabled": controls.held is None, "reason": controls.held},
+        "prune": {
+            "enabled": controls.prune,
+            "allowed": plan.prune.allowed,
+            "reason": plan.prune.reason
+            or ("" if controls.prune else "prune is off ([controller] prune = false)"),
         },
-        "prune": {"allowed": plan.prune.allowed, "reason": plan.prune.reason},
         "tools": {
             "actions": [_action_json(a) for a in plan.tools.actions],
             "invalid": dict(plan.tools.invalid),
         },
-        "organizations": [
-            _org_json(org)
-            for org in plan.orgs.values()
-            if org.actions or org.invalid or org.blocked or org.orphans
-        ],
+        "organizations": [_org_json(org, controls.org_held(org)) for org in _shown(plan)],
     }
 
 
-def status_rows_sorted(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Unreconciled first (oldest incident first), then by state."""
-    return sorted(
-        rows,
-        key=lambda r: (
-            r["unreconciled_since"] is None,
-            r["unreconciled_since"] or datetime.max.replace(tzinfo=None),
-            STATE_ORDER.get(r["state"], 9),
-            str(r["org_id"]),
-        ),
-    )
+SUMMARY = ("create", "update", "drift", "delete", "invalid", "blocked", "orphans")
 
 
-def status_table(rows: Sequence[Mapping[str, Any]], *, now: datetime | None = None) -> Table:
-    """The status rows as a table: state, age of the incident, last sync, reason."""
-    now = now or datetime.now(UTC)
-    table = Table(title=f"{len(rows)} organizations")
-    table.add_column("organization", no_wrap=True)
-    for column in ("state", "age", "reason", "last synced", "message"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        since, synced = row["unreconciled_since"], row["last_synced_at"]
-        table.add_row(
-            str(row["org_id"]),
-            row["state"],
-            _age((now - since).total_seconds()) if since else "",
-            row.get("reason") or "",
-            synced.strftime("%Y-%m-%d %H:%M:%S") if synced else "never",
-            (row["message"] or "")[:200],
-        )
-    return table
+def _shown(plan: PassPlan) -> list[OrgPlan]:
+    """Organizations with something to do or to report."""
+    return [o for o in plan.orgs.values() if o.actions or o.invalid or o.blocked or o.orphans]
 
 
-def findings_table(findings: Sequence[Finding]) -> Table:
-    """Security findings by where they are (never what they hold)."""
-    table = Table(title=f"{len(findings)} security findings: remove these from the platform")
-    for column in ("organization", "kind", "where"):
-        table.add_column(column, overflow="fold")
-    for finding in findings:
-        table.add_row(str(finding.org_id), finding.kind, finding.location)
-    return table
+def _left_alone(org: OrgPlan) -> list[str]:
+    pruned = {a.vapi_id for a in org.deletes}
+    return [vid for vid in org.orphans if vid not in pruned]
 
 
-def _age(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 3600}h{whole % 3600 // 60:02d}m" if whole >= 3600 else f"{whole}s"
+def _orphan_why(plan: PassPlan, controls: Controls) -> str:
+    if not controls.prune:
+        return "prune is off"
+    return "held by the prune guard" if not plan.prune.allowed else "prune is guarded"
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """``2026-11-27T16:19:26Z``: RFC 3339, UTC, whole seconds (None stays None)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _counts(plan: PassPlan) -> Counter[str]:
@@ -151,6 +169,7 @@ def _counts(plan: PassPlan) -> Counter[str]:
         actions += org.actions
         counts["invalid"] += len(org.invalid)
         counts["blocked"] += bool(org.blocked)
+        counts["orphans"] += len(_left_alone(org))
     counts["invalid"] += len(plan.tools.invalid)
     for action in actions:
         if isinstance(action, CreateAssistant | CreateTool):
@@ -208,10 +227,41 @@ def _cause(cause: str) -> str:
     }[cause]
 
 
+def _details(action: Action) -> list[str]:
+    """Under an action's line: the fields an update changes, the body a create sends."""
+    if isinstance(action, UpdateAssistant | UpdateTool):
+        return _changes(action.changes, indent="      ")
+    if isinstance(action, CreateAssistant | CreateTool):
+        return _body(action.body, indent="      ")
+    return []
+
+
+def _body(body: Mapping[str, Any], *, indent: str) -> list[str]:
+    """A create's body, one field a line; objects one level deep as dotted paths."""
+    fields: list[tuple[str, Any]] = []
+    for name, value in sorted(scrub(dict(body)).items()):
+        if isinstance(value, dict) and value:
+            fields += [(f"{name}.{key}", inner) for key, inner in sorted(value.items())]
+        else:
+            fields.append((name, value))
+    lines: list[str] = []
+    for name, value in fields:
+        shown = show_value(value)
+        if len(shown) <= SHORT and "\n" not in shown:
+            lines.append(f"{indent}{name}: {shown}")
+        else:
+            lines.append(f"{indent}{name}:")
+            lines += [f"{indent}  {line}" for line in shown.splitlines()]
+    return lines
+
+
 def _changes(changes: Sequence[FieldChange], *, indent: str) -> list[str]:
     lines: list[str] = []
     for change in changes:
-        before, after = _show(change.before), _show(change.after)
+        before, after = (
+            show_value(scrub(change.before, key=change.path)),
+            show_value(scrub(change.after, key=change.path)),
+        )
         if len(before) <= SHORT and len(after) <= SHORT and "\n" not in before + after:
             lines.append(f"{indent}{change.path}: {before} -> {after}")
             continue
@@ -223,7 +273,7 @@ def _changes(changes: Sequence[FieldChange], *, indent: str) -> list[str]:
     return lines
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     if value is None:
         return "(absent)"
     if isinstance(value, str) and len(value) <= SHORT:
@@ -250,14 +300,22 @@ def _action_json(action: Action) -> dict[str, Any]:
             out[name] = str(getattr(action, name))
     if isinstance(action, UpdateAssistant | UpdateTool):
         out["changes"] = [
-            {"path": c.path, "before": c.before, "after": c.after} for c in action.changes
+            {
+                "path": c.path,
+                "before": scrub(c.before, key=c.path),
+                "after": scrub(c.after, key=c.path),
+            }
+            for c in action.changes
         ]
+    if isinstance(action, CreateAssistant | CreateTool):
+        out["body"] = scrub(dict(action.body))
     return out
 
 
-def _org_json(org: OrgPlan) -> dict[str, Any]:
+def _org_json(org: OrgPlan, held: str | None) -> dict[str, Any]:
     return {
         "org_id": str(org.org_id),
+        "held": held,
         "blocked": org.blocked,
         "actions": [_action_json(a) for a in org.actions],
         "invalid": {str(agent): why for agent, why in org.invalid.items()},

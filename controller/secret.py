@@ -9,7 +9,10 @@ leaves the process.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REDACTED = "***"
 
@@ -68,3 +71,30 @@ def redact(text: str) -> str:
     for secret in _known_secrets:
         text = text.replace(secret, REDACTED)
     return text
+
+
+_SECRET_KEY = re.compile(
+    r"secret|password|passwd|credential|authorization|api[_-]?key|private[_-]?key"
+    r"|(?:access|auth|bearer|refresh)[_-]?token|^token$",  # not maxTokens
+    re.IGNORECASE,
+)
+_SECRET_TEXT = re.compile(
+    r"\b(?:sk|pk|rk)[-_](?:live[-_]|test[-_])?[A-Za-z0-9_-]{8,}"  # API keys by their prefix
+    r"|\bBearer\s+[A-Za-z0-9._~+/=-]{8,}",  # a bearer token
+    re.IGNORECASE,
+)
+
+
+def scrub(value: Any, *, key: str = "") -> Any:
+    """``value`` (plain JSON data) fit to store or show: the master key redacted, a value held
+    under a secret-shaped key (``secret``, ``apiKey``, ``accessToken``, ...) replaced whole, and
+    secret-shaped text (``sk-...``, ``Bearer ...``) masked wherever it appears."""
+    if key and _SECRET_KEY.search(key) and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return _SECRET_TEXT.sub(REDACTED, redact(value))
+    if isinstance(value, Mapping):
+        return {k: scrub(v, key=str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, key=key) for v in value]
+    return value

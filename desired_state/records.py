@@ -1,7 +1,10 @@
 """Record what the controller did: the registry of Vapi objects (intent before a create,
-baseline after a write), ``agents.vapi_assistant_id``, ``org_tools``, status and audit.
+baseline after a write), ``agents.vapi_assistant_id``, ``org_tools``, status, audit (and its
+retention), and what each daemon reports about itself.
 
-Every function runs in the caller's transaction and commits nothing itself.
+Every function runs in the caller's transaction and commits nothing itself (``trim_audit``
+aside: it commits per batch, so it takes its own connection). Nothing here redacts: callers
+hand over values already fit to store (``controller.secret.scrub``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
 from desired_state.shape import PlatformShape, usable_shape
-from desired_state.tables import agents, audit_log, vapi_objects
+from desired_state.tables import agents, audit_log, replicas, vapi_objects
 
 Kind = Literal["assistant", "tool"]
 AuditOutcome = Literal["ok", "error", "unknown"]
+AuditCause = Literal["desired", "drift", "adoption", "relink", "prune", "duplicate"]
+"""Why a write was made: the desired rows changed, Vapi was edited outside the controller
+(drift), an existing object was taken over (adoption), an agent or a phone number was
+pointed at its assistant (relink), nothing desires the object any more (prune), or it was a
+late duplicate of the assistant Postgres links (duplicate)."""
 
 
 async def record_intent(
@@ -198,15 +206,23 @@ class StatusRow:
     failed: bool = False
 
 
-async def write_statuses(conn: AsyncConnection, rows: Sequence[StatusRow]) -> None:
+async def write_statuses(
+    conn: AsyncConnection, rows: Sequence[StatusRow], *, one_shot: bool = False
+) -> None:
     """Upsert status rows in one statement. ``unreconciled_since`` keeps its first value
     until the organization is synced or paused; ``consecutive_failures`` counts failed
-    attempts; ``last_synced_at`` moves only on a sync."""
+    attempts; ``last_synced_at`` moves only on a sync.
+
+    ``one_shot``: the rows come from a command run once (``reconcile``) with its own config
+    file. Its ``paused`` says only that this command wrote nothing: it never replaces a row the
+    daemon wrote (a new organization still gets one)."""
     latest = {row.org_id: row for row in rows}  # one upsert may touch a row only once
     if not latest:
         return
+    keep_daemons_view = "where excluded.state <> 'paused'" if one_shot else ""
     await conn.execute(
-        text("""
+        text(
+            """
             insert into reconciler.org_status as s
               (org_id, state, message, reason, updated_at, last_synced_at,
                unreconciled_since, consecutive_failures)
@@ -225,7 +241,9 @@ async def write_statuses(conn: AsyncConnection, rows: Sequence[StatusRow]) -> No
                                           else coalesce(s.unreconciled_since, now()) end,
                 consecutive_failures = case when excluded.consecutive_failures = 1
                                             then s.consecutive_failures + 1 else 0 end
-        """),
+            """
+            + keep_daemons_view
+        ),
         {
             "orgs": list(latest),
             "states": [row.state for row in latest.values()],
@@ -234,6 +252,15 @@ async def write_statuses(conn: AsyncConnection, rows: Sequence[StatusRow]) -> No
             "failed": [row.failed for row in latest.values()],
         },
     )
+
+
+@dataclass(frozen=True)
+class FieldWrite:
+    """One managed field a write changed, its values already redacted."""
+
+    path: str
+    before: Any
+    after: Any
 
 
 @dataclass(frozen=True)
@@ -247,6 +274,10 @@ class AuditEntry:
     status_code: int | None
     outcome: AuditOutcome
     detail: Mapping[str, Any]
+    agent_id: UUID | None = None
+    cause: AuditCause | None = None
+    changes: Sequence[FieldWrite] = ()
+    duration_ms: int | None = None
 
 
 async def write_audit(conn: AsyncConnection, entries: list[AuditEntry]) -> None:
@@ -264,7 +295,48 @@ async def write_audit(conn: AsyncConnection, entries: list[AuditEntry]) -> None:
                     "status_code": e.status_code,
                     "outcome": e.outcome,
                     "detail": dict(e.detail),
+                    "agent_id": e.agent_id,
+                    "cause": e.cause,
+                    "changes": [
+                        {"path": c.path, "before": c.before, "after": c.after} for c in e.changes
+                    ],
+                    "duration_ms": e.duration_ms,
                 }
                 for e in entries
             ],
         )
+
+
+async def trim_audit(
+    conn: AsyncConnection, *, keep_days: int, batch: int = 5000, max_batches: int = 100
+) -> int:
+    """Delete audit rows older than ``keep_days``, ``batch`` rows per transaction (short
+    locks, bounded WAL), at most ``max_batches`` per call; returns how many went. The next
+    call goes on where this one stopped. ``conn`` must not be in a transaction."""
+    removed = 0
+    for _ in range(max_batches):
+        async with conn.begin():
+            result = await conn.execute(
+                text("""
+                    delete from reconciler.audit_log where id in (
+                      select id from reconciler.audit_log
+                      where at < now() - make_interval(days => :days)
+                      limit :batch)
+                """),
+                {"days": keep_days, "batch": batch},
+            )
+        removed += result.rowcount
+        if result.rowcount < batch:
+            break
+    return removed
+
+
+async def report_replica(
+    conn: AsyncConnection, *, replica_id: str, version: str, mode: str, paused: bool
+) -> None:
+    """What a daemon runs with, next to its heartbeat, for ``status`` to show."""
+    await conn.execute(
+        update(replicas)
+        .where(replicas.c.replica_id == replica_id)
+        .values(version=version, mode=mode, paused=paused)
+    )

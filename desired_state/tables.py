@@ -158,7 +158,12 @@ audit_log = Table(
     Column("status_code", Integer),
     Column("outcome", Text, nullable=False),
     Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("agent_id", UUID(as_uuid=True)),
+    Column("cause", Text),
+    Column("changes", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("duration_ms", Integer),
     Index("audit_log_org_at_idx", "org_id", "at"),
+    Index("audit_log_at_idx", "at"),
 )
 
 work_items = Table(
@@ -189,6 +194,9 @@ replicas = Table(
     Column("replica_id", Text, primary_key=True),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("version", Text),
+    Column("mode", Text),
+    Column("paused", Boolean),
 )
 
 alerts = Table(

@@ -33,6 +33,7 @@ def health_app(
         return PlainTextResponse(f"{why}\n", status_code=200 if ok else 503)
 
     async def metrics_page(request: Request) -> Response:
+        await metrics.refresh()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(

@@ -1,6 +1,7 @@
 """The daemon's periodic jobs, on APScheduler (the one scheduler): watch Vapi (polls and
-relists), heartbeat and renew leases, sweep for new organizations, scan security findings,
-reload the config, evaluate and deliver alerts.
+relists), heartbeat and renew leases (and report this daemon's version, mode and pause),
+sweep for new organizations, scan security findings, reload the config, evaluate and deliver
+alerts, export each organization's state, trim the audit log to ``[audit] keep_days``.
 
 Each job runs through the daemon's ``Guard``. ``stop`` stops the scheduler and then waits
 for the jobs still running, so none (a heartbeat, say) outlives the shutdown that follows.
@@ -13,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from loguru import logger
 
 from controller.alerting.alerter import Alerter
 from controller.core.keys import WorkKey
@@ -24,12 +26,17 @@ from controller.daemon.reload import Reloader
 from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.runtime import Runtime
-from desired_state import queue
+from controller.version import package_version
+from desired_state import queue, records
 from desired_state.findings import PER_ORG_VAPI_KEY
 from desired_state.load import load_state_counts
 from desired_state.queue import Lane
+from desired_state.views import load_org_states, load_queue_stats
 
 Job = Callable[[], Awaitable[None]]
+STATES_INTERVAL_SECONDS = 30.0
+"""Each organization's state is read for /metrics this often (one row per organization)."""
+AUDIT_TRIM_INTERVAL_SECONDS = 3600.0
 
 
 class Jobs:
@@ -58,6 +65,12 @@ class Jobs:
         self.live_replicas = 1
         self._scheduler = AsyncIOScheduler()
         self._running: set[asyncio.Task[None]] = set()
+        self._reloads = (0, 0)
+        metrics.bind(
+            ready=lambda: 1.0 if health.readiness()[0] else 0.0,
+            rate_limit_wait=lambda: runtime.client.limiter.waited_seconds,
+        )
+        metrics.before_scrape = self.read_queue
 
     def start(self) -> None:
         settings = self.runtime.settings
@@ -74,6 +87,8 @@ class Jobs:
             ("reload", self.reload, settings.controller.reload_interval_seconds, 0),
             ("alerts", self.evaluate_alerts, settings.alerting.evaluate_interval_seconds, 0),
             ("delivery", self.deliver_alerts, 1.0, 0),
+            ("org_states", self.export_org_states, STATES_INTERVAL_SECONDS, 0),
+            ("audit_retention", self.trim_audit, AUDIT_TRIM_INTERVAL_SECONDS, 60),
         )
         for name, job, every, jitter in jobs:
             self._scheduler.add_job(
@@ -113,6 +128,7 @@ class Jobs:
     async def relist_vapi(self) -> None:
         if self.cache.listed:
             await self._observe(await self.cache.relist())
+            self.metrics.last_relist.set_to_current_time()
 
     async def _observe(self, touched: set[WorkKey]) -> None:
         self.health.vapi_answered()
@@ -122,11 +138,19 @@ class Jobs:
         await self.mark_due(touched, lane=Lane.INTERACTIVE)
 
     async def heartbeat(self) -> None:
-        lease = self.runtime.settings.controller.lease_seconds
+        settings = self.runtime.settings.controller
+        lease = settings.lease_seconds
         held = [c for c, _ in self.claims.inflight.values()]
         asked_at = time.monotonic()
         async with self.runtime.engine.begin() as conn:
             live = await queue.heartbeat(conn, replica_id=self.replica_id, live_within=lease)
+            await records.report_replica(
+                conn,
+                replica_id=self.replica_id,
+                version=package_version(),
+                mode=settings.mode,
+                paused=settings.paused,
+            )
             lost = await queue.renew(conn, held, lease_seconds=lease)
             due = await queue.due_count(conn)
         self.health.recovered()
@@ -135,9 +159,6 @@ class Jobs:
         self.share_rate()
         self.claims.due_now = due > 0
         self.metrics.replicas.set(live)
-        self.metrics.ready.set(1 if self.health.readiness()[0] else 0)
-        self.metrics.rate_limit_wait.set(self.runtime.client.limiter.waited_seconds)
-        self.metrics.queue_depth.set(due)
         if lost:
             self.metrics.leases_lost.inc(len(lost))
 
@@ -150,8 +171,38 @@ class Jobs:
         self.metrics.security_findings.labels(PER_ORG_VAPI_KEY).set(found[PER_ORG_VAPI_KEY])
 
     async def reload(self) -> None:
-        if self.reloader is not None:
+        if self.reloader is None:
+            return
+        try:
             await self.reloader.check(force=False)
+        finally:  # counted here for SIGHUP reloads too: the watcher keeps the totals
+            watcher = self.reloader.watcher
+            done, failed = watcher.reloads, watcher.failures
+            self.metrics.config_reloads.labels("success").inc(done - self._reloads[0])
+            self.metrics.config_reloads.labels("failure").inc(failed - self._reloads[1])
+            self._reloads = (done, failed)
+
+    async def read_queue(self) -> None:
+        """Before a scrape: the queue as it is now, not as of the last heartbeat."""
+        async with self.runtime.engine.connect() as conn:
+            stats = await load_queue_stats(conn)
+        self.metrics.queue_depth.set(stats.due)
+        self.metrics.oldest_due.set(stats.oldest_due_seconds)
+
+    async def export_org_states(self) -> None:
+        if self.health.db_ok:
+            async with self.runtime.engine.connect() as conn:
+                self.metrics.set_org_states(await load_org_states(conn))
+
+    async def trim_audit(self) -> None:
+        """Audit rows past ``[audit] keep_days``, in batches; every replica may run it (a
+        batch another replica deleted first is simply empty)."""
+        keep_days = self.runtime.settings.audit.keep_days
+        async with self.runtime.engine.connect() as conn:
+            removed = await records.trim_audit(conn, keep_days=keep_days)
+        self.metrics.audit_trimmed.inc(removed)
+        if removed:
+            logger.info("audit log: {} rows older than {} days deleted", removed, keep_days)
 
     async def evaluate_alerts(self) -> None:
         before = (self.alerter.fired, self.alerter.resolved)

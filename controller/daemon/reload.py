@@ -22,6 +22,10 @@ class ConfigWatcher:
         self.path = path
         self.current = current
         self._stamp = self._read_stamp()
+        self.reloads = 0
+        """Changes put in force so far."""
+        self.failures = 0
+        """Changed files refused so far (missing, unparsable, invalid)."""
 
     def changed(self, *, force: bool = False) -> Settings | None:
         """The new settings if the file changed (or ``force``) and is valid, else None."""
@@ -33,6 +37,7 @@ class ConfigWatcher:
             fresh = load_settings(self.path)
             fresh.require_backend_url()
         except ConfigError as exc:
+            self.failures += 1
             logger.error("config not reloaded, keeping the settings in force: {}", exc)
             return None
         for section in RESTART_ONLY:
@@ -44,6 +49,7 @@ class ConfigWatcher:
         if fresh == self.current:
             return None
         self.current = fresh
+        self.reloads += 1
         return fresh
 
     def _read_stamp(self) -> tuple[int, int] | None:

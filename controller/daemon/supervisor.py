@@ -155,6 +155,7 @@ class Daemon:
         async with self.runtime.engine.connect() as conn:
             self.cache.watch_phones(await has_phone_numbers(conn))
         touched = await self.cache.relist()
+        self.metrics.last_relist.set_to_current_time()
         self.health.vapi_answered()
         await self.jobs.mark_due(touched, lane=Lane.BULK)  # the first listing touches all
         logger.info(

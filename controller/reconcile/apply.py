@@ -7,6 +7,7 @@ open across a Vapi call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from controller.core.observed import ObservedState
 from controller.core.outcome import ActionResult, Reason
 from controller.core.ownership import owned_view
 from controller.reconcile.lease import Lease
-from controller.secret import redact
+from controller.secret import redact, scrub
 from controller.vapi.client import Resource, VapiClient
 from controller.vapi.errors import (
     NotFoundError,
@@ -48,7 +49,7 @@ from controller.vapi.errors import (
     WriteAbandonedError,
 )
 from desired_state import records
-from desired_state.records import AuditEntry, AuditOutcome, Fence, Kind
+from desired_state.records import AuditCause, AuditEntry, AuditOutcome, Fence, FieldWrite, Kind
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Applier:
     abandoned (``WriteAbandonedError`` reaches the caller)."""
     fence: Fence | None = None
     """The claim's fencing token: ``agents.vapi_assistant_id`` is linked only under it."""
+    _started: float = field(default=0.0, init=False)
     created: dict[UUID, str] = field(default_factory=dict)
     """Agent id -> the assistant created for it by this applier (a bind in the same plan
     routes the agent's number to it)."""
@@ -76,6 +78,7 @@ class Applier:
 
     async def apply(self, action: Action) -> ActionResult:
         description = describe(action)
+        self._started = time.monotonic()
         try:
             await self._run(action)
         except VapiError as exc:
@@ -251,7 +254,13 @@ class Applier:
             await records.write_audit(conn, [self._entry(action, vapi_id=vapi_id)])
 
     async def _audit(
-        self, action: Action, *, outcome: AuditOutcome, status: int | None, error: str
+        self,
+        action: Action,
+        *,
+        outcome: AuditOutcome,
+        status: int | None,
+        error: str,
+        duration_ms: int | None = None,
     ) -> None:
         entry = self._entry(
             action,
@@ -259,6 +268,7 @@ class Applier:
             outcome=outcome,
             status=status,
             error=error,
+            duration_ms=duration_ms,
         )
         async with self.engine.begin() as conn:
             await records.write_audit(conn, [entry])
@@ -271,13 +281,16 @@ class Applier:
         outcome: AuditOutcome = "ok",
         status: int | None = None,
         error: str = "",
+        duration_ms: int | None = None,
     ) -> AuditEntry:
+        """The audit row of one write: what changed (redacted), why, and how it went (the
+        status Vapi answered: the documented success code unless an error said otherwise;
+        the time since the action began)."""
         method, path = _request_of(action)
-        detail: dict[str, Any] = {}
-        if isinstance(action, UpdateAssistant | UpdateTool):
-            detail = {"cause": action.cause, "fields": [c.path for c in action.changes]}
-        if error:
-            detail["error"] = redact(error)[:2000]
+        if status is None and outcome == "ok":
+            status = SUCCESS_STATUS.get(method)
+        if duration_ms is None:
+            duration_ms = round((time.monotonic() - self._started) * 1000)
         return AuditEntry(
             reconcile_id=self.reconcile_id,
             org_id=getattr(action, "org_id", None),
@@ -287,8 +300,16 @@ class Applier:
             path=path,
             status_code=status,
             outcome=outcome,
-            detail=detail,
+            detail={"error": redact(error)[:2000]} if error else {},
+            agent_id=getattr(action, "agent_id", None),
+            cause=_cause_of(action),
+            changes=_changes_of(action),
+            duration_ms=duration_ms,
         )
+
+
+SUCCESS_STATUS = {"POST": 201, "PATCH": 200, "DELETE": 200}
+"""What Vapi answers a write that succeeded (VAPI.md)."""
 
 
 def describe(action: Action) -> str:
@@ -323,6 +344,54 @@ def _request_of(action: Action) -> tuple[str, str]:
             return "PATCH", "/phone-number/{id}"
         case AdoptTool() | LinkAssistant():
             return "NONE", "(registry)"
+
+
+_CAUSES: dict[str, AuditCause] = {
+    "desired": "desired",
+    "drift": "drift",
+    "adopt": "adoption",
+    "relink": "relink",
+}
+
+
+def _cause_of(action: Action) -> AuditCause:
+    match action:
+        case UpdateAssistant() | UpdateTool():
+            return _CAUSES[action.cause]
+        case CreateAssistant() | CreateTool():
+            return "desired"
+        case AdoptTool():
+            return "adoption"
+        case LinkAssistant():
+            return "relink"
+        case BindPhoneNumber():
+            return _CAUSES[action.cause]
+        case DeleteAssistant() if action.duplicate_of is not None:
+            return "duplicate"
+        case DeleteAssistant() | DeleteTool() | ReleasePhoneNumber():
+            return "prune"
+
+
+def _changes_of(action: Action) -> tuple[FieldWrite, ...]:
+    """The managed fields written, before and after, with secrets redacted: every top-level
+    field of a create's body, the changed fields of an update, none for the rest."""
+    match action:
+        case UpdateAssistant() | UpdateTool():
+            return tuple(
+                FieldWrite(c.path, scrub(c.before, key=c.path), scrub(c.after, key=c.path))
+                for c in action.changes
+            )
+        case CreateAssistant() | CreateTool():
+            return tuple(
+                FieldWrite(name, None, scrub(value, key=name))
+                for name, value in sorted(action.body.items())
+            )
+        case BindPhoneNumber():
+            return (FieldWrite("assistantId", action.previous, action.assistant_id),)
+        case ReleasePhoneNumber():
+            return (FieldWrite("assistantId", action.assistant_id, None),)
+        case _:
+            return ()
 
 
 def _outcome(exc: VapiError) -> AuditOutcome:

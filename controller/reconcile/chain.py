@@ -70,7 +70,7 @@ class DirectRecorder:
 
     async def record(self, recorded: Recorded) -> bool:
         async with self.runtime.engine.begin() as conn:
-            await record_outcomes(conn, [recorded])
+            await record_outcomes(conn, [recorded], one_shot=True)
         return True
 
 

@@ -31,9 +31,12 @@ class Recorded:
         return not self.outcome.desired and self.outcome.converged and self.outcome.orphans == 0
 
 
-async def record_outcomes(conn: AsyncConnection, recorded: Sequence[Recorded]) -> None:
+async def record_outcomes(
+    conn: AsyncConnection, recorded: Sequence[Recorded], *, one_shot: bool = False
+) -> None:
     """Status rows and ``org_tools`` of many organizations, in the caller's transaction, in a
-    handful of statements whatever their number."""
+    handful of statements whatever their number. ``one_shot``: a one-shot command's, which
+    never overwrites the daemon's view with its own config's pause state."""
     gone = [r.outcome.org_id for r in recorded if r.forgotten]
     kept = [r for r in recorded if not r.forgotten]
     await records.forget_statuses(conn, gone)
@@ -49,6 +52,7 @@ async def record_outcomes(conn: AsyncConnection, recorded: Sequence[Recorded]) -
             )
             for r in kept
         ],
+        one_shot=one_shot,
     )
     links: dict[UUID, Mapping[str, ToolLink]] = {org_id: {} for org_id in gone}
     links.update(

@@ -43,7 +43,41 @@ def test_plan_reconcile_plan_status_round_trip(
 
     status = cli("status", "--json")
     assert status.returncode == 0
-    assert [row["state"] for row in json.loads(status.stdout)] == ["synced"] * 3
+    document = json.loads(status.stdout)
+    assert [row["state"] for row in document["organizations"]] == ["synced"] * 3
+    assert document["controller"]["last_complete_pass"].endswith("Z")
+
+    history = cli("history", "--json", "--limit", "2")
+    assert history.returncode == 0, history.stderr
+    assert [(w["method"], w["cause"]) for w in json.loads(history.stdout)] == [
+        ("POST", "desired")
+    ] * 2
+
+
+def test_status_before_any_pass_shows_every_organization_pending_by_name(
+    cli: Cli, database_url: str
+) -> None:
+    (first, _) = seed(database_url, 2)
+
+    text = cli("status")
+    one = cli("status", "--json", "--org", str(first.org_id))
+    unknown = cli("status", "--org", "00000000-0000-0000-0000-00000000abcd")
+
+    assert text.returncode == 0, text.stderr
+    assert "daemons live: 0" in text.stdout
+    assert "last complete pass: none yet" in text.stdout
+    assert text.stdout.count("pending") == 3  # two rows and the header
+    assert "Clinic 00001" in text.stdout
+    assert [row["name"] for row in json.loads(one.stdout)["organizations"]] == ["Clinic 00000"]
+    assert unknown.returncode == 1
+    assert "neither desired nor known" in unknown.stderr
+
+
+def test_version_prints_the_package_version(cli: Cli) -> None:
+    result = cli("--version")
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("vapi-reconciler ")
 
 
 def test_plan_marks_drift_made_outside_the_controller(

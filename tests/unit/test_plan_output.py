@@ -32,7 +32,7 @@ from controller.core.plan import (
     planned_tool_ids,
 )
 from controller.core.render import render_assistant, render_tool
-from controller.report import plan_json, plan_text
+from controller.report import Controls, plan_json, plan_text
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -70,10 +70,13 @@ def observed_assistant(vapi_id: str, desired: DesiredAgent, **edits: Any) -> dic
     return {**body, **edits, "id": vapi_id, "createdAt": STAMP, "updatedAt": STAMP}
 
 
-def scripted_plan() -> PassPlan:
-    settings = Settings.model_validate(
-        {"backend_url": BACKEND, "controller": {"prune": True, "max_prune_fraction": 0.5}}
-    )
+SETTINGS = Settings.model_validate(
+    {"backend_url": BACKEND, "controller": {"prune": True, "max_prune_fraction": 0.5}}
+)
+CONTROLS = Controls.of(SETTINGS)
+
+
+def scripted_plan(settings: Settings = SETTINGS) -> PassPlan:
     booking = DesiredTool(
         "book_appointment", "Book a visit", {"type": "object", "properties": {}}, "/book"
     )
@@ -168,11 +171,11 @@ def matches_golden(name: str, actual: str) -> bool:
 
 
 def test_plan_text_matches_the_golden_file() -> None:
-    assert matches_golden("plan.txt", plan_text(scripted_plan()) + "\n")
+    assert matches_golden("plan.txt", plan_text(scripted_plan(), controls=CONTROLS) + "\n")
 
 
 def test_plan_json_matches_the_golden_file_and_its_schema() -> None:
-    document = plan_json(scripted_plan())
+    document = plan_json(scripted_plan(), controls=CONTROLS)
 
     jsonschema.validate(document, json.loads(SCHEMA.read_text()))
     assert matches_golden("plan.json", json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -187,3 +190,75 @@ def test_the_schema_rejects_a_plan_missing_its_summary() -> None:
     )
 
     assert [e.message for e in errors] == ["'summary' is a required property"]
+
+
+def controls(**controller: Any) -> Controls:
+    return Controls.of(Settings.model_validate({"controller": controller}))
+
+
+def test_a_paused_controller_marks_the_whole_plan_as_not_applied() -> None:
+    text = plan_text(scripted_plan(), controls=controls(paused=True))
+    document = plan_json(scripted_plan(), controls=controls(paused=True))
+
+    assert text.splitlines()[0] == (
+        "! nothing below will be applied: the controller is paused ([controller] paused = true)"
+    )
+    assert document["writes"] == {
+        "enabled": False,
+        "reason": "the controller is paused ([controller] paused = true)",
+    }
+    assert all(org["held"] for org in document["organizations"])
+
+
+def test_observe_mode_marks_the_plan_as_reported_only() -> None:
+    document = plan_json(scripted_plan(), controls=controls(mode="observe"))
+
+    assert document["writes"]["enabled"] is False
+    assert "observe mode" in document["writes"]["reason"]
+
+
+def test_a_paused_organization_is_marked_and_the_others_are_not() -> None:
+    paused = controls(paused_orgs=[str(org(2))])
+
+    text = plan_text(scripted_plan(), controls=paused)
+    held = {
+        o["org_id"]: o["held"] for o in plan_json(scripted_plan(), controls=paused)["organizations"]
+    }
+
+    section = text.split(f"organization {org(2)}")[1].splitlines()
+    assert section[1] == (
+        "  x nothing will be applied: the organization is paused ([controller] paused_orgs)"
+    )
+    assert held[str(org(2))]
+    assert held[str(org(1))] is None
+
+
+def test_with_prune_off_orphans_are_counted_and_json_says_prune_is_off() -> None:
+    off = Settings.model_validate({"backend_url": BACKEND})
+    plan = scripted_plan(off)
+
+    text = plan_text(plan, controls=Controls.of(off))
+    document = plan_json(plan, controls=Controls.of(off))
+
+    assert "  ? assistant asst-orphan: orphaned, left alone (prune is off)" in text
+    assert text.endswith("0 blocked, 1 orphaned left alone.")
+    assert document["summary"]["orphans"] == 1
+    assert document["prune"]["enabled"] is False
+    assert document["prune"]["reason"] == "prune is off ([controller] prune = false)"
+
+
+def test_a_create_shows_the_body_it_will_send_with_secrets_redacted() -> None:
+    plan = scripted_plan()
+    (create,) = [a for a in plan.orgs[org(2)].actions if type(a).__name__ == "CreateAssistant"]
+    secret = replace(create, body={**create.body, "server": {"url": BACKEND, "secret": "s3cr3t"}})
+    plan = replace(
+        plan,
+        orgs={**plan.orgs, org(2): replace(plan.orgs[org(2)], actions=(secret,))},
+    )
+
+    text = plan_text(plan, controls=CONTROLS)
+    (action,) = plan_json(plan, controls=CONTROLS)["organizations"][1]["actions"]
+
+    assert '      name: "Clinic 2 outbound"' in text
+    assert "s3cr3t" not in text + json.dumps(action)
+    assert action["body"]["server"] == {"url": BACKEND, "secret": "***"}
