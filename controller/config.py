@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from controller.core.desired import fingerprint
 from controller.core.settings import VOXANNE, PruneBounds, RenderDefaults
 
 
@@ -44,6 +45,9 @@ class ControllerSettings(_Section):
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     reload_interval_seconds: float = Field(default=1.0, gt=0, le=5)
     stall_seconds: float = Field(default=300.0, gt=0)
+    max_update_percent: float = Field(default=20.0, ge=0, le=100)
+    canary_percent: float = Field(default=1.0, gt=0, le=100)
+    confirm_rollout: str = ""
 
 
 class AlertingSettings(_Section):
@@ -138,6 +142,14 @@ class Settings(_Section):
     def rendering(self) -> RenderDefaults:
         """The render profile in force: ``[defaults]``, or ``[render.voxanne]``."""
         return self.defaults if self.render.profile == "default" else self.render.voxanne
+
+    @property
+    def render_digest(self) -> str:
+        """Fingerprint of what every body is rendered with besides its row: the profile in
+        force and ``BACKEND_URL``. A change of it is a configuration-caused rollout."""
+        return fingerprint(
+            {"render": self.rendering.model_dump(mode="json"), "backend_url": self.backend_url}
+        )[:16]
 
     @property
     def prune_bounds(self) -> PruneBounds:

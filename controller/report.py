@@ -90,6 +90,10 @@ def plan_text(plan: PassPlan, *, controls: Controls | None = None) -> str:
         for action in org.actions:
             lines += [f"  {_action_line(action)}", *_details(action)]
         lines += [f"  ! agent {agent}: {why}" for agent, why in org.invalid.items()]
+        for action in org.held:
+            lines += [f"  = held: {_action_line(action)}", *_details(action)]
+        if org.held:
+            lines.append(f"  ! {org.held_reason}")
         lines += [
             f"  ? assistant {vid}: orphaned, left alone ({_orphan_why(plan, controls)})"
             for vid in _left_alone(org)
@@ -139,7 +143,9 @@ SUMMARY = ("create", "update", "drift", "delete", "invalid", "blocked", "orphans
 
 def _shown(plan: PassPlan) -> list[OrgPlan]:
     """Organizations with something to do or to report."""
-    return [o for o in plan.orgs.values() if o.actions or o.invalid or o.blocked or o.orphans]
+    return [
+        o for o in plan.orgs.values() if o.actions or o.invalid or o.blocked or o.orphans or o.held
+    ]
 
 
 def _left_alone(org: OrgPlan) -> list[str]:
@@ -224,6 +230,7 @@ def _cause(cause: str) -> str:
         "adopt": "adopt and tag",
         "desired": "desired change",
         "relink": "relink to the agent's assistant",
+        "config": "configuration change",
     }[cause]
 
 
@@ -320,4 +327,6 @@ def _org_json(org: OrgPlan, held: str | None) -> dict[str, Any]:
         "actions": [_action_json(a) for a in org.actions],
         "invalid": {str(agent): why for agent, why in org.invalid.items()},
         "orphans": list(org.orphans),
+        "held_updates": [_action_json(a) for a in org.held],
+        "held_reason": org.held_reason or None,
     }

@@ -87,7 +87,9 @@ async def load_desired(
             or_(vapi_objects.c.org_id.in_(ids), vapi_objects.c.kind == "tool")
         )
     baselines = {
-        row.vapi_id: Baseline(row.vapi_id, row.desired_hash, row.observed_hash)
+        row.vapi_id: Baseline(
+            row.vapi_id, row.desired_hash, row.observed_hash, row.row_hash, row.settings_hash
+        )
         for row in await conn.execute(baseline_query)
     }
     known = frozenset(row.org_id for row in await conn.execute(known_query))

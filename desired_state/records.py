@@ -24,11 +24,12 @@ from desired_state.tables import agents, audit_log, replicas, vapi_objects
 
 Kind = Literal["assistant", "tool"]
 AuditOutcome = Literal["ok", "error", "unknown"]
-AuditCause = Literal["desired", "drift", "adoption", "relink", "prune", "duplicate"]
+AuditCause = Literal["desired", "drift", "adoption", "relink", "prune", "duplicate", "config"]
 """Why a write was made: the desired rows changed, Vapi was edited outside the controller
 (drift), an existing object was taken over (adoption), an agent or a phone number was
 pointed at its assistant (relink), nothing desires the object any more (prune), or it was a
-late duplicate of the assistant Postgres links (duplicate)."""
+late duplicate of the assistant Postgres links (duplicate), or only the render settings
+changed (config)."""
 
 
 async def record_intent(
@@ -66,14 +67,19 @@ async def record_present(
     vapi_id: str,
     desired_hash: str | None,
     observed_hash: str | None,
+    row_hash: str | None = None,
+    settings_hash: str | None = None,
 ) -> None:
-    """The Vapi object exists with this id; the baseline is the response of the last write."""
+    """The Vapi object exists with this id; the baseline is the response of the last write,
+    and ``row_hash``/``settings_hash`` what that write was rendered from."""
     values = {
         "org_id": org_id,
         "vapi_id": vapi_id,
         "state": "present",
         "desired_hash": desired_hash,
         "observed_hash": observed_hash,
+        "row_hash": row_hash,
+        "settings_hash": settings_hash,
         "updated_at": func.now(),
     }
     statement = insert(vapi_objects).values(kind=kind, owner_key=owner_key, **values)

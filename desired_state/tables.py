@@ -136,6 +136,8 @@ vapi_objects = Table(
     Column("state", Text, nullable=False),
     Column("desired_hash", Text),
     Column("observed_hash", Text),
+    Column("row_hash", Text),
+    Column("settings_hash", Text),
     Column("intent_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("kind", "owner_key", name="vapi_objects_kind_owner_key_key"),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from uuid import UUID
 
 from controller.core.drift import FieldChange
 
-Cause = Literal["desired", "drift", "adopt", "relink"]
+Cause = Literal["desired", "drift", "adopt", "relink", "config"]
+"""Why an update: the row changed (desired), Vapi was edited (drift), a legacy assistant is
+taken over (adopt), a number is pointed at its assistant (relink), or only the render
+settings changed (config: a profile, default or ``BACKEND_URL`` change; the mass-update
+guard may hold those)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,9 @@ class CreateAssistant:
     org_id: UUID
     agent_id: UUID
     body: Mapping[str, Any]
+    row_hash: str | None = None
+    settings_hash: str | None = None
+    """What the body was rendered from (see ``Baseline``)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,9 @@ class UpdateAssistant:
     an edit made in the dashboard while the PATCH was in flight stays drift."""
     owned_tool_ids: frozenset[str] = frozenset()
     """The tool ids the controller owns, to take its view of ``model.toolIds``."""
+    row_hash: str | None = None
+    settings_hash: str | None = None
+    """What the body was rendered from (see ``Baseline``)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,20 @@ class OrgPlan:
     stranded_numbers: tuple[tuple[str, str], ...] = ()
     """(number id, orphaned assistant id): numbers still routing to an assistant no agent
     wants (released only when pruning)."""
+    held: tuple[UpdateAssistant, ...] = ()
+    """Updates the mass-update guard holds (configuration-caused, over the limit)."""
+    held_reason: str = ""
+
+    @property
+    def config_updates(self) -> tuple[UpdateAssistant, ...]:
+        return tuple(
+            a for a in self.actions if isinstance(a, UpdateAssistant) and a.cause == "config"
+        )
+
+    def holding(self, held: tuple[UpdateAssistant, ...], reason: str) -> OrgPlan:
+        """The plan less ``held`` (kept aside to show in ``plan`` and ``status``)."""
+        kept = tuple(a for a in self.actions if a not in held)
+        return replace(self, actions=kept, held=held, held_reason=reason)
 
     @property
     def replaces(self) -> bool:
@@ -194,13 +218,4 @@ class OrgPlan:
         kept = tuple(
             a for a in self.actions if a not in pruned and not isinstance(a, ReleasePhoneNumber)
         )
-        return OrgPlan(
-            self.org_id,
-            kept,
-            self.invalid,
-            self.blocked,
-            self.orphans,
-            self.error,
-            self.kept,
-            self.stranded_numbers,
-        )
+        return replace(self, actions=kept)

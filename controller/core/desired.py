@@ -42,6 +42,12 @@ class DesiredAgent:
     """The Vapi phone number of this agent (optional column)."""
 
 
+def row_hash(agent: DesiredAgent) -> str:
+    """What of an agent row a body is rendered from (its link to Vapi aside)."""
+    fields = {k: v for k, v in vars(agent).items() if k != "vapi_assistant_id"}
+    return fingerprint({k: str(v) if isinstance(v, UUID) else v for k, v in fields.items()})
+
+
 @dataclass(frozen=True)
 class DesiredTool:
     name: str
@@ -82,6 +88,10 @@ class Baseline:
     vapi_id: str
     desired_hash: str | None
     observed_hash: str | None
+    row_hash: str | None = None
+    """Fingerprint of the agent row the last write was rendered from."""
+    settings_hash: str | None = None
+    """Fingerprint of the render settings (profile, ``BACKEND_URL``) it was rendered with."""
 
 
 @dataclass(frozen=True)

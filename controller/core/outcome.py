@@ -27,6 +27,7 @@ Reason = Literal[
     "internal_error",
     "lease_lost",
     "vapi_object_gone",
+    "mass_update_guard",
 ]
 """Why an organization is not synced (CONTRACT: the alert's ``reason``)."""
 """When to come back: at the resync interval, after a backoff, or not until a change."""
@@ -161,6 +162,8 @@ def org_outcome(
     if problems:
         reason = "validation" if plan.invalid else failures[0].reason
         return done("failed", "; ".join(problems), "on_change", reason)
+    if plan.held:
+        return done("blocked", plan.held_reason, reason="mass_update_guard")
     if prune_blocked and plan.orphans:
         return done("blocked", prune_blocked, reason="prune_guard")
     if orphans > 0:

@@ -36,6 +36,7 @@ from controller.core.desired import (
     DesiredState,
     DesiredTool,
     fingerprint,
+    row_hash,
 )
 from controller.core.drift import FieldChange, drift
 from controller.core.observed import (
@@ -128,6 +129,8 @@ class AssistantContext:
     """Assistant ids named by agents of more than one organization."""
     contested_numbers: frozenset[str] = frozenset()
     """Phone numbers named by inbound agents of more than one organization."""
+    settings_hash: str | None = None
+    """Fingerprint of the render settings in force (profile values, ``BACKEND_URL``)."""
     owned_tool_ids: frozenset[str] = frozenset()
     """Every tool id the controller registers or adopts: the only ids of ``model.toolIds``
     it owns (``controller.core.ownership``), with those ``tool_ids_by_role`` links."""
@@ -146,6 +149,7 @@ def assistant_context(
     backend_url: str,
     tool_ids: Mapping[str, str] | None = None,
     invalid_tools: Mapping[str, str] | None = None,
+    settings_hash: str | None = None,
 ) -> AssistantContext:
     """What every assistant is rendered with: the tool ids each role links (``tool_ids``
     overrides the registry's, e.g. with tools a plan will create), baselines, defaults."""
@@ -166,6 +170,7 @@ def assistant_context(
         contested_ids=contested_untagged(desired, observed),
         contested_numbers=desired.contested_numbers,
         owned_tool_ids=frozenset(ids.values()),
+        settings_hash=settings_hash,
     )
 
 
@@ -417,8 +422,9 @@ def _converge_agent(
     body: Mapping[str, Any],
     context: AssistantContext,
 ) -> list[AssistantAction]:
+    inputs = row_hash(agent), context.settings_hash
     if current is None:
-        return [CreateAssistant(org_id, agent.agent_id, body)]
+        return [CreateAssistant(org_id, agent.agent_id, body, *inputs)]
     actions: list[AssistantAction] = []
     if agent.vapi_assistant_id != current.id:
         actions.append(LinkAssistant(org_id, agent.agent_id, current.id))
@@ -427,7 +433,7 @@ def _converge_agent(
     owned = context.owned
     changes = drift(body, owned_view(current.body, owned), None if legacy else baseline)
     if changes:
-        cause: Cause = "adopt" if legacy else _cause(body, baseline)
+        cause: Cause = "adopt" if legacy else _cause(body, baseline, *inputs)
         actions.append(
             UpdateAssistant(
                 org_id,
@@ -439,6 +445,7 @@ def _converge_agent(
                 cause,
                 current.body,
                 owned,
+                *inputs,
             )
         )
     return actions
@@ -460,9 +467,24 @@ def _patch(
     }
 
 
-def _cause(body: Mapping[str, Any], baseline: Baseline | None) -> Cause:
+def _cause(
+    body: Mapping[str, Any],
+    baseline: Baseline | None,
+    row: str | None = None,
+    settings: str | None = None,
+) -> Cause:
+    """Drift when the controller would send what it last sent; config when only the render
+    settings changed since (the row did not); else a desired change."""
     if baseline is not None and baseline.desired_hash == fingerprint(body):
         return "drift"
+    if (
+        baseline is not None
+        and row is not None
+        and baseline.row_hash == row
+        and baseline.settings_hash is not None
+        and baseline.settings_hash != settings
+    ):
+        return "config"
     return "desired"
 
 

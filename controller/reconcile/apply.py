@@ -229,6 +229,8 @@ class Applier:
                 observed_hash=observed_hash(desired, response)
                 if desired is not None and response is not None
                 else None,
+                row_hash=getattr(audit, "row_hash", None),
+                settings_hash=getattr(audit, "settings_hash", None),
             )
             if agent_id is not None:
                 await self._hold_fence(conn)
@@ -351,6 +353,7 @@ _CAUSES: dict[str, AuditCause] = {
     "drift": "drift",
     "adopt": "adoption",
     "relink": "relink",
+    "config": "config",
 }
 
 

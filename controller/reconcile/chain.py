@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
@@ -45,6 +45,7 @@ from controller.reconcile.apply import Applier
 from controller.reconcile.lease import Lease
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PruneLimit
+from controller.reconcile.rollout import RolloutGuard
 from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded, record_outcomes
 from controller.secret import redact
@@ -78,6 +79,10 @@ class DirectRecorder:
 class Chain:
     runtime: Runtime
     cache: ObservedCache
+    _rollout_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _rollout_admitted: dict[str, int] = field(default_factory=dict, init=False)
+    """Render digest -> configuration-caused updates this process admitted (mass-update
+    guard)."""
 
     # -- organizations -------------------------------------------------------------------
     async def reconcile_org(
@@ -196,7 +201,11 @@ class Chain:
             observed=mine,
             unusable=observed.unusable_for_org(org_id, named),
             context=assistant_context(
-                desired, observed, defaults=settings.rendering, backend_url=settings.backend_url
+                desired,
+                observed,
+                defaults=settings.rendering,
+                backend_url=settings.backend_url,
+                settings_hash=settings.render_digest,
             ),
             prune=settings.controller.prune,
             numbers=self._numbers(org, mine) if self.cache.phones else None,
@@ -217,13 +226,31 @@ class Chain:
         return found
 
     async def _guard(self, plan: OrgPlan, limit: PruneLimit) -> tuple[OrgPlan, str]:
-        """Deletions only within the prune limit; over it, none (and the reason)."""
+        """Deletions only within the prune limit; over it, none (and the reason).
+        Configuration-caused updates only within the mass-update guard; the rest held."""
+        plan = await self.hold_rollout(plan)
         if not plan.deletes:
             return plan, ""
         decision = await limit.decide(len(plan.deletes))
         if decision.allowed:
             return plan, ""
         return plan.without_deletes(), decision.reason
+
+    async def hold_rollout(self, plan: OrgPlan) -> OrgPlan:
+        """The plan less the configuration-caused updates the mass-update guard holds.
+        Admissions are serialised in the process, so concurrent reconciles share a canary."""
+        updates = plan.config_updates
+        if not updates:
+            return plan
+        settings = self.runtime.settings
+        guard = RolloutGuard(self.runtime.engine, self.cache.state, settings)
+        async with self._rollout_lock:
+            here = self._rollout_admitted.get(settings.render_digest, 0)
+            admission = await guard.admit(len(updates), admitted_here=here)
+            self._rollout_admitted[settings.render_digest] = here + admission.admitted
+        if admission.admitted == len(updates):
+            return plan
+        return plan.holding(updates[admission.admitted :], admission.reason)
 
     async def _apply(self, plan: OrgPlan, applier: Applier) -> list[ActionResult]:
         """One action at a time, each only while the settings in force allow writes (and,

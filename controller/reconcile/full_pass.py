@@ -43,6 +43,7 @@ async def plan_pass(runtime: Runtime, *, org_ids: Collection[UUID] | None = None
     desired = await _load(runtime, org_ids)
     desired = replace(desired, tool_ids=planned_tool_ids(desired.tool_ids, tools.plan))
     orgs = await _prepare(chain, desired, org_ids)
+    orgs = {org_id: await chain.hold_rollout(p) for org_id, p in orgs.items()}
     limit = _pass_limit(runtime, chain.cache.state, orgs, tool_deletes=len(tools.plan.orphans))
     if not limit.decision.allowed:
         orgs = {org_id: p.without_deletes() for org_id, p in orgs.items()}
