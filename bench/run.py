@@ -5,6 +5,7 @@ bulk. Each scenario prints a table and writes ``bench/results/<scenario>.json``.
     .venv/bin/python -m bench.run cold-start --orgs 2000
     .venv/bin/python -m bench.run steady-state --orgs 10000
     .venv/bin/python -m bench.run change-latency --orgs 50 --samples 100
+    .venv/bin/python -m bench.run chaos --seed 1 --minutes 4 --orgs 40 --replicas 3
 
 Postgres: a throwaway database on the server of ``DATABASE_URL``, or an embedded one.
 """
@@ -514,6 +515,10 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["chaos"]:  # the fault campaign: its own options, exit 1 on a failure
+        from bench.chaos import main as chaos  # imports this module
+
+        sys.exit(chaos(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--orgs", type=int, default=2000)
