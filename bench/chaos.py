@@ -8,7 +8,7 @@ dies) has its own tests; only a campaign shows them holding while faults overlap
 frozen past its lease while another takes its organizations over, Postgres connections cut
 mid-claim, Vapi answering 5xx and 429s or cutting connections after committing, the
 dashboard editing and deleting behind the controller's back, platform rows changing all the
-while. Prints a summary, writes ``bench/results/chaos-seed<S>.json``, exits 1 when an end
+while. Prints a summary, writes ``bench/results/chaos-seed<S>-....json``, exits 1 when an end
 check fails. ``docs/chaos.md`` describes every fault and check.
 
 What it must not do: touch anything but what it made (a scratch database, the simulator on a
@@ -1009,7 +1009,7 @@ def evidence(logs: list[Path], ids: set[str], limit: int = 12) -> list[str]:
 
 def chaos(args: argparse.Namespace) -> dict[str, Any]:
     seconds = 60 * args.minutes
-    logdir = RESULTS / f"chaos-seed{args.seed}"
+    logdir = RESULTS / run_name(args)
     logdir.mkdir(parents=True, exist_ok=True)
     for old in logdir.glob("*.log"):
         old.unlink()
@@ -1146,6 +1146,10 @@ def summary(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_name(args: argparse.Namespace) -> str:
+    return f"chaos-seed{args.seed}-{args.orgs}orgs-{args.replicas}r-{args.minutes:g}min"
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run chaos", description=__doc__.splitlines()[0]
@@ -1171,7 +1175,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     result = chaos(args)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"chaos-seed{args.seed}.json"
+    out = RESULTS / f"{run_name(args)}.json"
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(summary(result))
     print(f"written: {out}; replica logs: {result['logs']}")
