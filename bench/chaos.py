@@ -988,6 +988,17 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
             continue
 
 
+def _ids(example: Any) -> Iterator[str]:
+    """The Vapi and platform ids (UUIDs) an example names."""
+    values = example.values() if isinstance(example, dict) else [example]
+    for value in values:
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                yield str(uuid.UUID(str(item)))
+            except ValueError:
+                continue
+
+
 def evidence(logs: list[Path], ids: set[str], limit: int = 12) -> list[str]:
     """Log lines of every replica naming one of ``ids``, in time order."""
     lines = []
@@ -1027,14 +1038,14 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
         settings = load_settings(fleet.replicas[0].config, environ={"BACKEND_URL": BACKEND})
         defaults = settings.defaults
         started = time.monotonic()
-        initial = _converge(b, defaults, args, args.converge_timeout)
+        initial = _converge(b, defaults, args, args.converge_timeout, fleet)
         if initial is None:
             sys.exit(f"the seeded account did not converge within {args.converge_timeout}s")
         campaign = Campaign(b, fleet, args)
         campaign.plan(seconds)
         campaign.run(seconds)
         campaign.calm()
-        converged = _converge(b, defaults, args, args.converge_timeout)
+        converged = _converge(b, defaults, args, args.converge_timeout, fleet)
         s = snapshot(b)
         writes = b.sim_get("/_sim/writes")
         checks = [
@@ -1043,6 +1054,7 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
             hostile_untouched(campaign.hostile, s, writes),
             plan_check(fleet.replicas[0].config, fleet.env(0)),
         ]
+        fleet.watch()
         health = {r.name: fleet.healthy(r) for r in fleet.replicas}
         died = list(fleet.died)
         codes = fleet.stop_all()
@@ -1061,13 +1073,7 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
         logs = [p for r in fleet.replicas for p in r.logs]
         for check in checks:
             if not check.passed:
-                ids = {
-                    str(v)
-                    for e in check.examples
-                    if isinstance(e, dict)
-                    for v in e.values()
-                    if isinstance(v, str)
-                }
+                ids = {v for e in check.examples for v in _ids(e)}
                 check.info["log_lines"] = evidence(logs, ids)
                 for example in check.examples:
                     if isinstance(example, dict) and "at" in example:
@@ -1115,11 +1121,12 @@ def _fleet(b: Bench, args: argparse.Namespace, logdir: Path, config: str) -> Ite
 
 
 def _converge(
-    b: Bench, defaults: RenderDefaults, args: argparse.Namespace, timeout: float
+    b: Bench, defaults: RenderDefaults, args: argparse.Namespace, timeout: float, fleet: Fleet
 ) -> float | None:
     """Seconds until every state check passes, or None at the timeout."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
+        fleet.watch()
         if all(c.passed for c in state_checks(snapshot(b), defaults, args.prune)):
             return time.monotonic() - start
         time.sleep(1.0)
