@@ -59,7 +59,8 @@ APP_NAME = "vapi-chaos-r"
 """``application_name`` of replica N's connections (libpq reads ``PGAPPNAME``)."""
 LEASE = 6.0
 TICK = 0.05
-EXAMPLES = 5
+EXAMPLES = 20
+"""Examples kept per check in the JSON (the summary prints two)."""
 CONFIG = """\
 [vapi]
 rate_limit_per_second = 60
@@ -310,9 +311,8 @@ class Campaign:
 
     def note(self, kind: str, **detail: Any) -> None:
         now = time.time()
-        clock = time.strftime("%H:%M:%S", time.localtime(now)) + f"{now % 1:.3f}"[1:]
         self.timeline.append(
-            {"t": round(now - self.start, 2), "clock": clock, "kind": kind, **detail}
+            {"t": round(now - self.start, 2), "clock": _clock(now), "kind": kind, **detail}
         )
 
     def recent(self, moment: float, seconds: float = 20.0) -> list[dict[str, Any]]:
@@ -666,6 +666,11 @@ class Campaign:
         self.note("calm")
 
 
+def _clock(moment: float) -> str:
+    """A wall-clock time as the replicas' logs print it (local time, milliseconds)."""
+    return time.strftime("%H:%M:%S", time.localtime(moment)) + f"{moment % 1:.3f}"[1:]
+
+
 def _tags(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata")
     return dict(meta) if isinstance(meta, Mapping) and meta.get("managed_by") == MANAGED_BY else {}
@@ -911,13 +916,25 @@ def duplicates_created(
             if removals.get(vid, float("inf")) > w["at"]
         ]
         if others:
+            ids = {w["vapi_id"], *(vid for _, vid in others)}
             check.fail(
                 {
                     "agent_id": agent,
                     "org_id": _tags(w["body"]).get("org_id"),
                     "posted": w["vapi_id"],
                     "at": w["at"],
+                    "posted_at": _clock(w["at"]),
                     "while_alive": [vid for _, vid in others],
+                    "history": [
+                        f"{_clock(x['at'])} {x['method']} {x['vapi_id']}"
+                        for x in writes
+                        if x["vapi_id"] in ids
+                    ]
+                    + [
+                        f"{_clock(at)} dashboard DELETE {vid}"
+                        for at, _, vid in deleted
+                        if vid in ids
+                    ],
                 }
             )
         live.setdefault(agent, []).append((w["at"], w["vapi_id"]))
