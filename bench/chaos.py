@@ -1062,7 +1062,8 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
         campaign.plan(seconds)
         campaign.run(seconds)
         campaign.calm()
-        converged = _converge(b, defaults, args, args.converge_timeout, fleet)
+        settled: dict[str, float | None] = {}
+        converged = _converge(b, defaults, args, args.converge_timeout, fleet, settled)
         s = snapshot(b)
         writes = b.sim_get("/_sim/writes")
         checks = [
@@ -1106,6 +1107,7 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
         "lease_seconds": LEASE,
         "initial_convergence_s": round(initial, 1),
         "convergence_s": None if converged is None else round(converged, 1),
+        "convergence_s_by_check": settled,
         "wall_s": round(time.monotonic() - started, 1),
         "faults": dict(sorted(campaign.faults.items())),
         "changes": dict(sorted(campaign.changes.items())),
@@ -1138,16 +1140,31 @@ def _fleet(b: Bench, args: argparse.Namespace, logdir: Path, config: str) -> Ite
 
 
 def _converge(
-    b: Bench, defaults: RenderDefaults, args: argparse.Namespace, timeout: float, fleet: Fleet
+    b: Bench,
+    defaults: RenderDefaults,
+    args: argparse.Namespace,
+    timeout: float,
+    fleet: Fleet,
+    settled: dict[str, float | None] | None = None,
 ) -> float | None:
-    """Seconds until every state check passes, or None at the timeout."""
+    """Seconds until every state check passes, or None at the timeout. ``settled`` gets,
+    per check, the seconds until it passed and held from then on (None: not at the end)."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
+    since: dict[str, float | None] = {}
+    while True:
         fleet.watch()
-        if all(c.passed for c in state_checks(snapshot(b), defaults, args.prune)):
-            return time.monotonic() - start
+        checks = state_checks(snapshot(b), defaults, args.prune)
+        took = time.monotonic() - start
+        for c in checks:
+            first = since.get(c.name)
+            since[c.name] = (took if first is None else first) if c.passed else None
+        if settled is not None:
+            settled.update({k: None if v is None else round(v, 1) for k, v in since.items()})
+        if all(c.passed for c in checks):
+            return took
+        if took > timeout:
+            return None
         time.sleep(1.0)
-    return None
 
 
 def summary(result: Mapping[str, Any]) -> str:
@@ -1159,14 +1176,17 @@ def summary(result: Mapping[str, Any]) -> str:
         f"changes: {sum(result['changes'].values())}  "
         + ", ".join(f"{k} {v}" for k, v in result["changes"].items()),
         f"convergence: initial {result['initial_convergence_s']} s, after faults "
-        f"{result['convergence_s']} s",
+        f"{result['convergence_s']} s; by check "
+        + ", ".join(f"{k} {v}" for k, v in result["convergence_s_by_check"].items()),
         "checks:",
     ]
     for name, check in result["checks"].items():
         verdict = "pass" if check["passed"] else f"FAIL ({check['violations']})"
         lines.append(f"  {name:<24} {verdict}")
         for example in check["examples"][:2] if not check["passed"] else []:
-            lines.append(f"      e.g. {json.dumps(example, default=str)[:300]}")
+            if isinstance(example, dict):
+                example = {k: v for k, v in example.items() if k not in ("faults_before", "at")}
+            lines.append(f"      e.g. {json.dumps(example, default=str)[:400]}")
     return "\n".join(lines)
 
 
