@@ -6,6 +6,7 @@ bulk. Each scenario prints a table and writes ``bench/results/<scenario>.json``.
     .venv/bin/python -m bench.run steady-state --orgs 10000
     .venv/bin/python -m bench.run change-latency --orgs 50 --samples 100
     .venv/bin/python -m bench.run change-latency --under-load --orgs 2000 --samples 100
+    .venv/bin/python -m bench.run chaos --seed 1 --minutes 4 --orgs 40 --replicas 3
 
 Postgres: a throwaway database on the server of ``DATABASE_URL``, or an embedded one.
 """
@@ -563,16 +564,28 @@ def _more_writes(b: Bench, than: int) -> bool:
     return len(b.sim_get("/_sim/writes")) > than
 
 
+def chaos(args: argparse.Namespace) -> dict[str, Any]:
+    """The fault campaign, ``bench/chaos.py`` (its options: ``chaos --help``)."""
+    from bench.chaos import chaos as campaign  # it imports this module
+
+    return campaign(args)
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "cold-start": cold_start,
     "steady-state": steady_state,
     "change-latency": change_latency,
     "drift-storm": drift_storm,
     "soak": soak,
+    "chaos": chaos,
 }
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["chaos"]:  # its own options, summary and exit code
+        from bench.chaos import main as campaign
+
+        sys.exit(campaign(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--orgs", type=int, default=2000)

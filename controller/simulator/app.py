@@ -68,6 +68,8 @@ def create_app(state: SimulatorState, *, drop_mode: DropMode = "cut") -> ASGIApp
         Route("/_sim/writes", _writes(state), methods=["GET"]),
         Route("/_sim/edits", _edit(state), methods=["POST"]),
         Route("/_sim/phone-numbers", _seed_phone_number(state), methods=["POST"]),
+        Route("/_sim/objects/{resource}", _dashboard(state), methods=["GET", "POST"]),
+        Route("/_sim/objects/{resource}/{vapi_id}", _dashboard(state), methods=["PATCH", "DELETE"]),
     ]
     app = Starlette(routes=routes)
     return _DropMiddleware(app, drop_mode)
@@ -211,6 +213,37 @@ def _seed_phone_number(state: SimulatorState) -> Callable[[Request], Awaitable[R
         except ValueError as exc:
             return _bad_request([str(exc)])
         return JSONResponse(seeded, status_code=201)
+
+    return handle
+
+
+def _dashboard(state: SimulatorState) -> Callable[[Request], Awaitable[Response]]:
+    """The dashboard, for fault campaigns: ``GET`` every object as stored (no paging, no
+    faults), ``POST`` an object of any shape (unvalidated: hostile shapes), ``PATCH`` one
+    object's fields, ``DELETE`` one object. None of these is recorded among the writes."""
+
+    async def handle(request: Request) -> Response:
+        resource = request.path_params["resource"]
+        if resource not in ("assistant", "tool"):
+            return _error(404, "resource must be assistant or tool")
+        vapi_id = request.path_params.get("vapi_id")
+        if request.method == "GET":
+            return JSONResponse([state.get(resource, i) for i in sorted(state.objects[resource])])
+        body = await _json(request)
+        if vapi_id is not None and vapi_id not in state.objects[resource]:
+            return _error(404, f"Couldn't Find {resource.capitalize()}")
+        if request.method == "DELETE" and vapi_id is not None:
+            del state.objects[resource][vapi_id]
+            return JSONResponse({"id": vapi_id})
+        if not isinstance(body, dict):
+            return _bad_request(["body must be an object"])
+        if vapi_id is not None:
+            state.edit_behind_the_back(resource, vapi_id, body)
+            return JSONResponse(state.get(resource, vapi_id))
+        recorded = len(state.writes)
+        made = state.create(resource, body)
+        del state.writes[recorded:]  # made in the dashboard, not by a client of the API
+        return JSONResponse(made, status_code=201)
 
     return handle
 
