@@ -1,4 +1,9 @@
-"""The ``vapi-reconciler`` command line (CONTRACT section 3)."""
+"""The ``vapi-reconciler`` command line (CONTRACT section 3).
+
+Must stay cheap to import: ``reconcile`` and ``plan`` start from here, so what only some
+commands use (the daemon's HTTP server and alert sinks, the demo's simulator and embedded
+Postgres, rich's displays) is imported inside those commands (tests/unit/test_startup_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -10,25 +15,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import click
-from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
 from controller.config import ConfigError, Settings, load_settings
 from controller.logs import configure_logging
-from controller.preflight import ListenError, SetupError, check_schema
-from controller.progress import progress_bar
+from controller.preflight import HiddenStateError, ListenError, SetupError, check_setup
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
-from controller.report import (
-    findings_table,
-    plan_json,
-    plan_text,
-    status_rows_sorted,
-    status_table,
-)
 from controller.runtime import open_runtime
 from controller.secret import MissingKeyError, read_master_key, redact
 from controller.vapi.errors import VapiError
@@ -36,6 +32,10 @@ from desired_state.engine import DatabaseURLError, async_engine
 from desired_state.findings import Finding, load_findings
 from desired_state.load import load_status
 from desired_state.migrate import migrate as run_migrations
+from desired_state.shape import PlatformShapeError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,6 +72,8 @@ def _fails_cleanly(command: F) -> F:
             ListenError,
         ) as exc:
             click.echo(f"error: {redact(str(exc))}", err=True)
+        except PlatformShapeError as exc:  # the shape changed after the start-up check
+            click.echo(f"error: {redact(str(HiddenStateError(exc.shape)))}", err=True)
         except DBAPIError as exc:
             click.echo(f"error: database: {redact(str(exc.orig)).strip()}", err=True)
         sys.exit(1)
@@ -145,7 +147,7 @@ def run(config_path: Path, replica_id: str | None) -> None:
         metrics = Metrics()
         async with open_runtime(settings, key=key, observer=metrics.observe_vapi) as runtime:
             with contextlib.suppress(DBAPIError, OSError):  # down: the daemon waits for it
-                await check_schema(runtime.engine)
+                await check_setup(runtime.engine)
             daemon = Daemon(
                 runtime, config_path=config_path, metrics=metrics, replica_id=replica_id
             )
@@ -165,7 +167,7 @@ def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
     async def run() -> bool:
         with _progress_bar("reconciling organizations") as on_progress:
             async with open_runtime(settings, key=read_master_key()) as runtime:
-                await check_schema(runtime.engine)
+                await check_setup(runtime.engine)
                 outcome = await reconcile_pass(
                     runtime, org_ids=org_ids or None, on_progress=on_progress
                 )
@@ -191,8 +193,10 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
 
     async def run() -> bool:
         async with open_runtime(settings, key=read_master_key()) as runtime:
-            await check_schema(runtime.engine)
+            await check_setup(runtime.engine)
             pending = await plan_pass(runtime, org_ids=org_ids or None)
+        from controller.report import plan_json, plan_text
+
         if as_json:
             click.echo(json.dumps(plan_json(pending), indent=2, default=str))
         else:
@@ -208,6 +212,8 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
 @_fails_cleanly
 def status(config_path: Path, as_json: bool) -> None:
     """Each organization's state, unreconciled ones first."""
+    from controller.report import findings_table, status_rows_sorted, status_table
+
     settings = load_settings(config_path, required=False)
     found, findings = asyncio.run(_read_status(settings))
     rows = status_rows_sorted(found)
@@ -238,6 +244,26 @@ async def _read_status(settings: Settings) -> tuple[list[dict[str, Any]], Sequen
 
 @main.command()
 @config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: a list of checks.")
+def doctor(config_path: Path, as_json: bool) -> None:
+    """Check the set-up without writing anything: exit 0 when every check passes, else 1.
+
+    Config, BACKEND_URL, Postgres, the controller's schema, the platform's tables as the
+    controller's role sees them (columns, privileges, row-level security), the change
+    triggers, LISTEN/NOTIFY and the Vapi key; each failure says how to fix it.
+    """
+    from controller.doctor import as_text, diagnose, passed
+
+    checks = asyncio.run(diagnose(config_path))
+    if as_json:
+        click.echo(json.dumps([c.as_json() for c in checks], indent=2))
+    else:
+        click.echo(as_text(checks))
+    sys.exit(0 if passed(checks) else 1)
+
+
+@main.command()
+@config_option
 @click.option("--orgs", default=24, show_default=True, help="How many clinics to seed.")
 @_fails_cleanly
 def demo(config_path: Path, orgs: int) -> None:
@@ -255,7 +281,15 @@ def demo(config_path: Path, orgs: int) -> None:
 
 @contextmanager
 def _progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr while on a terminal; nothing otherwise."""
+    """A progress bar on stderr while on a terminal; nothing otherwise (and rich is not
+    imported)."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+
+    from controller.progress import progress_bar
+
     with progress_bar(Console(stderr=True)) as progress:
         task = progress.add_task(what, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
@@ -264,5 +298,7 @@ def _progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
 def _console() -> Console:
     """Colour and live displays on a terminal only; tables not squeezed into 80 columns when
     the output goes to a file or a pipe."""
+    from rich.console import Console
+
     console = Console()
     return console if console.is_terminal else Console(width=max(console.width, 140))
