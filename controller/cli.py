@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
+SIM_EXTRA = ("vapi", "pgserver")
+"""Top-level modules of the ``sim`` extra (pyproject.toml): only ``demo`` needs them."""
 
 config_option = click.option(
     "--config",
@@ -272,7 +274,15 @@ def demo(config_path: Path, orgs: int) -> None:
     Takes [defaults] and [controller] from the config file when there is one; the database
     and Vapi are always the demo's own (an embedded Postgres, the simulator).
     """
-    from controller.demo import run_demo
+    try:
+        from controller.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name not in SIM_EXTRA:
+            raise
+        raise click.ClickException(
+            f"demo needs the simulator's packages ({exc.name} is not installed): "
+            "pip install 'vapi-reconciler[sim]'"
+        ) from None
 
     settings = load_settings(config_path, required=False)
     configure_logging(level="WARNING", json=False)
