@@ -49,7 +49,7 @@ def shape_summary(shape: PlatformShape) -> str:
 def shape_fixes(shape: PlatformShape) -> list[str]:
     """The statements that fix the problems, each with what it fixes as a SQL comment, so
     the lines can be pasted into psql as they are (run as the tables' owner)."""
-    return list(dict.fromkeys(f"{p.fix_sql}  -- {p.table}: {p.what}" for p in shape.problems))
+    return list(dict.fromkeys(f"{p.fix_sql}  -- {p.what}" for p in shape.problems))
 
 
 def shape_message(shape: PlatformShape) -> str:
