@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from controller.daemon.health import DESIRED_STATE_NOT_VISIBLE
+from controller.daemon.guard import Guard
+from controller.daemon.health import DESIRED_STATE_NOT_VISIBLE, Health
 from controller.daemon.metrics import Metrics
 from controller.daemon.supervisor import Daemon
 from controller.doctor import Check, as_text, diagnose, passed
@@ -25,7 +26,7 @@ from desired_state.engine import sync_engine
 from desired_state.migrate import HERE as DESIRED_STATE_DIR
 from desired_state.migrate import migrate
 from desired_state.sample import seed_clinics
-from desired_state.shape import policy_sql
+from desired_state.shape import PlatformShape, PlatformShapeError, Problem, policy_sql
 from tests.conftest import BACKEND, ROLE_SQL, TEST_KEY, run_script
 from tests.integration.helpers import with_controller
 from tests.integration.test_live_schema import drop_controller_policies
@@ -224,3 +225,32 @@ async def test_the_daemon_is_not_ready_and_reconciles_nothing_until_the_policies
         await until(lambda: daemon.health.readiness()[0], "ready once the policies are there")
         await until(lambda: len(sim.objects["assistant"]) == 4, "the four agents reconciled")
         assert conditions[DESIRED_STATE_NOT_VISIBLE] is False
+
+
+class Conditions(dict[str, bool]):
+    """An alerter that only remembers which conditions are present."""
+
+    def condition(self, name: str, *, present: bool) -> None:
+        self[name] = present
+
+
+async def test_a_hidden_table_met_by_a_part_is_a_set_up_problem_not_an_internal_error() -> None:
+    conditions, metrics = Conditions(), Metrics()
+    health = Health(conditions, "r1", stall_seconds=60)  # type: ignore[arg-type]
+    guard = Guard(health, metrics)
+    fix = policy_sql("agents", "select", "r")
+    hidden = PlatformShape("r", {}, (Problem("agents", "row-level security hides rows", fix),))
+
+    async def load() -> None:
+        raise PlatformShapeError(hidden)
+
+    assert await guard.run("claim", load) is None
+    ready, why = health.readiness()
+    assert not ready
+    assert fix in why
+    assert conditions == {DESIRED_STATE_NOT_VISIBLE: True}
+    assert metrics.internal_errors.labels("claim")._value.get() == 0
+
+    health.set_up(None)
+    assert not health.set_up_wrong
+    assert conditions == {DESIRED_STATE_NOT_VISIBLE: False}
