@@ -1,4 +1,9 @@
-"""The ``vapi-reconciler`` command line (CONTRACT section 3)."""
+"""The ``vapi-reconciler`` command line (CONTRACT section 3).
+
+Must stay cheap to import: ``reconcile`` and ``plan`` start from here, so what only some
+commands use (the daemon's HTTP server and alert sinks, the demo's simulator and embedded
+Postgres, rich's displays) is imported inside those commands (tests/unit/test_startup_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -11,37 +16,33 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import click
-from rich.console import Console
 from sqlalchemy.exc import DBAPIError
 
 from controller.config import ConfigError, Settings, load_settings
 from controller.history_report import history_json, history_text
 from controller.logs import configure_logging, log_banner
-from controller.preflight import ListenError, SetupError, check_schema
-from controller.progress import progress_bar
+from controller.preflight import HiddenStateError, ListenError, SetupError, check_setup
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
-from controller.report import Controls, plan_json, plan_text
 from controller.runtime import open_runtime
 from controller.secret import MissingKeyError, read_master_key, redact
-from controller.status_report import (
-    findings_table,
-    status_header,
-    status_json,
-    status_rows_sorted,
-    status_table,
-)
 from controller.vapi.errors import VapiError
 from controller.version import package_version
 from desired_state.engine import DatabaseURLError, async_engine
 from desired_state.findings import Finding, load_findings
 from desired_state.migrate import migrate as run_migrations
+from desired_state.shape import PlatformShapeError
 from desired_state.views import Overview, load_history, load_overview, load_status_rows
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 F = TypeVar("F", bound=Callable[..., Any])
+SIM_EXTRA = ("vapi", "pgserver")
+"""Top-level modules of the ``sim`` extra (pyproject.toml): only ``demo`` needs them."""
 
 config_option = click.option(
     "--config",
@@ -76,6 +77,8 @@ def _fails_cleanly(command: F) -> F:
             ListenError,
         ) as exc:
             click.echo(f"error: {redact(str(exc))}", err=True)
+        except PlatformShapeError as exc:  # the shape changed after the start-up check
+            click.echo(f"error: {redact(str(HiddenStateError(exc.shape)))}", err=True)
         except DBAPIError as exc:
             click.echo(f"error: database: {redact(str(exc.orig)).strip()}", err=True)
         sys.exit(1)
@@ -156,7 +159,7 @@ def run(config_path: Path, replica_id: str | None) -> None:
         metrics = Metrics()
         async with open_runtime(settings, key=key, observer=metrics.observe_vapi) as runtime:
             with contextlib.suppress(DBAPIError, OSError):  # down: the daemon waits for it
-                await check_schema(runtime.engine)
+                await check_setup(runtime.engine)
             daemon = Daemon(
                 runtime, config_path=config_path, metrics=metrics, replica_id=replica_id
             )
@@ -178,7 +181,7 @@ def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
     async def run() -> bool:
         with _progress_bar("reconciling organizations") as on_progress:
             async with open_runtime(settings, key=read_master_key()) as runtime:
-                await check_schema(runtime.engine)
+                await check_setup(runtime.engine)
                 outcome = await reconcile_pass(
                     runtime, org_ids=org_ids or None, on_progress=on_progress
                 )
@@ -204,8 +207,10 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
 
     async def run() -> bool:
         async with open_runtime(settings, key=read_master_key()) as runtime:
-            await check_schema(runtime.engine)
+            await check_setup(runtime.engine)
             pending = await plan_pass(runtime, org_ids=org_ids or None)
+        from controller.report import Controls, plan_json, plan_text
+
         controls = Controls.of(settings)
         if as_json:
             click.echo(json.dumps(plan_json(pending, controls=controls), indent=2, default=str))
@@ -227,6 +232,14 @@ def status(config_path: Path, org_id: UUID | None, as_json: bool) -> None:
     Every organization of the desired set and every one with a status row; a desired one not
     reconciled yet is `pending`. Exit 1 for an --org the controller does not know.
     """
+    from controller.status_report import (
+        findings_table,
+        status_header,
+        status_json,
+        status_rows_sorted,
+        status_table,
+    )
+
     settings = load_settings(config_path, required=False)
     read = asyncio.run(_read_status(settings, org_id))
     rows = status_rows_sorted(read.rows)
@@ -309,6 +322,26 @@ async def _read_history(
 
 @main.command()
 @config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: a list of checks.")
+def doctor(config_path: Path, as_json: bool) -> None:
+    """Check the set-up without writing anything: exit 0 when every check passes, else 1.
+
+    Config, BACKEND_URL, Postgres, the controller's schema, the platform's tables as the
+    controller's role sees them (columns, privileges, row-level security), the change
+    triggers, LISTEN/NOTIFY and the Vapi key; each failure says how to fix it.
+    """
+    from controller.doctor import as_text, diagnose, passed
+
+    checks = asyncio.run(diagnose(config_path))
+    if as_json:
+        click.echo(json.dumps([c.as_json() for c in checks], indent=2))
+    else:
+        click.echo(as_text(checks))
+    sys.exit(0 if passed(checks) else 1)
+
+
+@main.command()
+@config_option
 @click.option("--orgs", default=24, show_default=True, help="How many clinics to seed.")
 @_fails_cleanly
 def demo(config_path: Path, orgs: int) -> None:
@@ -317,7 +350,15 @@ def demo(config_path: Path, orgs: int) -> None:
     Takes [defaults] and [controller] from the config file when there is one; the database
     and Vapi are always the demo's own (an embedded Postgres, the simulator).
     """
-    from controller.demo import run_demo
+    try:
+        from controller.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name not in SIM_EXTRA:
+            raise
+        raise click.ClickException(
+            f"demo needs the simulator's packages ({exc.name} is not installed): "
+            "pip install 'vapi-reconciler[sim]'"
+        ) from None
 
     settings = load_settings(config_path, required=False)
     configure_logging(level="WARNING", json=False)
@@ -326,7 +367,15 @@ def demo(config_path: Path, orgs: int) -> None:
 
 @contextmanager
 def _progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr while on a terminal; nothing otherwise."""
+    """A progress bar on stderr while on a terminal; nothing otherwise (and rich is not
+    imported)."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+
+    from controller.progress import progress_bar
+
     with progress_bar(Console(stderr=True)) as progress:
         task = progress.add_task(what, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
@@ -335,5 +384,7 @@ def _progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
 def _console() -> Console:
     """Colour and live displays on a terminal only; tables not squeezed into 80 columns when
     the output goes to a file or a pipe."""
+    from rich.console import Console
+
     console = Console()
     return console if console.is_terminal else Console(width=max(console.width, 140))

@@ -17,7 +17,12 @@ from controller.secret import redact
 from desired_state import alerts
 from desired_state.alerts import Delivery
 
-CONTROLLER_CONDITIONS = ("vapi_key_rejected", "postgres_unreachable", "rate_limit_saturated")
+CONTROLLER_CONDITIONS = (
+    "vapi_key_rejected",
+    "postgres_unreachable",
+    "rate_limit_saturated",
+    "desired_state_not_visible",
+)
 
 
 @dataclass

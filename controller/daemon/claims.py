@@ -22,7 +22,7 @@ from controller.core.desired import DesiredState
 from controller.core.keys import TOOLS, WorkKey
 from controller.core.outcome import OrgOutcome, Retry
 from controller.core.schedule import SchedulePolicy, next_visit
-from controller.daemon.guard import Guard
+from controller.daemon.guard import SET_UP_WRONG, Guard
 from controller.daemon.health import Health
 from controller.daemon.metrics import Metrics
 from controller.daemon.settle import Finished, Settler
@@ -213,7 +213,7 @@ class ClaimLoop:
                 self.health.started(claimed)
                 try:
                     result = await self._reconcile(claimed, desired, reconcile_id)
-                except OUTAGES as exc:
+                except (*OUTAGES, *SET_UP_WRONG) as exc:
                     self.health.failure(exc)
                     await self.guard.run("settle", partial(self._fail, claimed, exc))
         except Exception as exc:  # the chain's edge caught the organization's own errors

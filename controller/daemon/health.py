@@ -2,8 +2,11 @@
 
 Liveness comes from progress, not from a timer that any turning loop resets: the claim loop
 must turn, must claim when work is due and it has room, and no reconcile may run past
-``stall_seconds``. Readiness names the real reason it is not ready. Failures also drive the
-controller-wide alert conditions.
+``stall_seconds``. Readiness names the real reason it is not ready: a set-up problem (the
+schema's revision, or platform tables that hide part of the desired state, with the SQL that
+fixes them) before an outage. Failures also drive the controller-wide alert conditions.
+
+Must not do I/O: the supervisor and the guard report here; this only keeps the verdict.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from loguru import logger
 
 from controller.alerting.alerter import Alerter
 from controller.core.outcome import OrgOutcome
-from controller.preflight import SetupError
+from controller.preflight import HiddenStateError, SetupError
 from controller.secret import redact
 from controller.vapi.errors import RateLimitedError, UnauthorizedError, VapiError
+from desired_state.shape import PlatformShapeError
+
+DESIRED_STATE_NOT_VISIBLE = "desired_state_not_visible"
+"""The controller-wide condition while the platform's tables hide part of the desired state."""
 
 
 class Health:
@@ -37,6 +44,8 @@ class Health:
         self.vapi_ok = False
         self.key_rejected = False
         self.schema_problem: str | None = None
+        self.shape_problem: str | None = None
+        """The platform's tables hide part of the desired state: what, and the fix SQL."""
         self._turned = clock()
         self._starved_since: float | None = None
         self._running: dict[object, float] = {}
@@ -76,8 +85,9 @@ class Health:
 
     # -- readiness -----------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
-        if self.schema_problem:
-            return False, self.schema_problem
+        problem = self.schema_problem or self.shape_problem
+        if problem:
+            return False, problem
         if not self.db_ok:
             return False, "postgres unreachable"
         if self.key_rejected:
@@ -85,6 +95,22 @@ class Health:
         if not self.vapi_ok:
             return False, "vapi not observed yet or unreachable"
         return True, f"ready ({self.replica_id})"
+
+    @property
+    def set_up_wrong(self) -> bool:
+        return bool(self.schema_problem or self.shape_problem)
+
+    def set_up(self, problem: SetupError | None) -> None:
+        """The set-up check's verdict (``preflight.setup_problem``); None: all is in place.
+        A partial view of the desired state raises ``desired_state_not_visible``."""
+        hidden = isinstance(problem, HiddenStateError)
+        self.schema_problem = None if problem is None or hidden else str(problem)
+        self.shape_problem = str(problem) if hidden else None
+        self.alerter.condition(DESIRED_STATE_NOT_VISIBLE, present=hidden)
+        if problem is None:
+            return
+        self.db_ok = True  # it answered the check
+        self._report("ERROR", f"not ready: {problem}")
 
     def vapi_answered(self) -> None:
         self.vapi_ok = True
@@ -103,8 +129,14 @@ class Health:
             self.alerter.condition("rate_limit_saturated", present=False)
 
     def failure(self, exc: Exception) -> None:
-        """Vapi or Postgres failed: not ready, and the matching condition is present. Logged
-        when the reason changes, not on every retry."""
+        """Vapi or Postgres failed, or the set-up is wrong (``SetupError``; a reconcile's
+        ``PlatformShapeError``): not ready, and the matching condition is present."""
+        if isinstance(exc, PlatformShapeError):
+            self.set_up(HiddenStateError(exc.shape))
+            return
+        if isinstance(exc, SetupError):
+            self.set_up(exc)
+            return
         if isinstance(exc, VapiError):
             self.vapi_ok = False
             self.key_rejected = isinstance(exc, UnauthorizedError)
@@ -116,17 +148,18 @@ class Health:
                 if self.key_rejected
                 else f"Vapi unavailable: {exc}"
             )
-        elif isinstance(exc, SetupError):
-            self.db_ok = True
-            what = f"not ready: {exc}"
         else:
             self.db_ok = False
             self.alerter.condition("postgres_unreachable", present=True)
             what = f"Postgres unavailable: {getattr(exc, 'orig', exc) or type(exc).__name__}"
-        what = redact(str(what))[:500]
+        self._report("WARNING", what)
+
+    def _report(self, level: str, what: str) -> None:
+        """Logged when the reason changes, not on every retry."""
+        what = redact(what)[:2000]
         if what != self._last_warning:
             self._last_warning = what
-            logger.log("ERROR" if isinstance(exc, SetupError) else "WARNING", what)
+            logger.log(level, what)
 
     def recovered(self) -> None:
         """Postgres answered again."""

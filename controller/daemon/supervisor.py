@@ -7,7 +7,10 @@ claims, in-flight work finishes within the grace period, the jobs stop (and the 
 are awaited), claims still held are released, the replica leaves, the server closes.
 
 Every failure of Postgres or Vapi is survived by waiting and trying again (``guard``);
-nothing is lost because the work rows are durable and a reconcile is idempotent.
+nothing is lost because the work rows are durable and a reconcile is idempotent. Nothing is
+claimed until the set-up check passes (``preflight.setup_problem``: the schema's revision,
+the platform's tables fully visible); until then, and whenever a part meets a set-up problem
+later, ``/readyz`` says what is wrong and the check runs again until it is fixed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from controller.daemon.jobs import Jobs
 from controller.daemon.listener import listen
 from controller.daemon.metrics import Metrics
 from controller.daemon.reload import ConfigWatcher, Reloader
-from controller.preflight import SetupError
+from controller.preflight import setup_problem
 from controller.reconcile.chain import Chain
 from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
@@ -42,7 +45,6 @@ from controller.reconcile.runtime import Runtime
 from desired_state import queue
 from desired_state.load import has_phone_numbers
 from desired_state.queue import Lane
-from desired_state.revision import schema_problem
 
 
 class Daemon:
@@ -121,6 +123,7 @@ class Daemon:
                         on_gone=self._gone_elsewhere,
                     )
                 )
+                self._spawn(self._recheck_setup())
                 await self.claims.run(self.stopping)
         finally:
             await self._shutdown(server, serving)
@@ -143,10 +146,7 @@ class Daemon:
                 await asyncio.wait_for(self.stopping.wait(), DOWN_RETRY_SECONDS)
 
     async def _start_once(self) -> bool:
-        async with self.runtime.engine.connect() as conn:
-            self.health.schema_problem = await schema_problem(conn)
-        if self.health.schema_problem:
-            self.health.failure(SetupError(self.health.schema_problem))
+        if not await self._check_setup():
             return False
         await self.jobs.heartbeat()
         async with self.runtime.engine.begin() as conn:
@@ -165,6 +165,22 @@ class Daemon:
             len(self.cache.state.tools),
         )
         return True
+
+    async def _check_setup(self) -> bool:
+        """The set-up check, its verdict handed to ``Health``; True when all is in place."""
+        async with self.runtime.engine.connect() as conn:
+            problem = await setup_problem(conn)
+        self.health.set_up(problem)
+        return problem is None
+
+    async def _recheck_setup(self) -> None:
+        """A set-up problem met after the start (a part's ``PlatformShapeError``) is checked
+        again every few seconds until it is fixed, so readiness recovers by itself."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), DOWN_RETRY_SECONDS)
+            if self.health.set_up_wrong and not self.stopping.is_set():
+                await self.guard.run("set-up check", self._check_setup)
 
     async def _shutdown(
         self, server: HealthServer | None, serving: asyncio.Task[object] | None

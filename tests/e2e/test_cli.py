@@ -6,10 +6,12 @@ import json
 import socket
 
 import httpx
+import pytest
 
 from desired_state.embedded import scratch_database
+from desired_state.engine import sync_engine
 from desired_state.migrate import head_revision
-from tests.conftest import TEST_KEY
+from tests.conftest import ROLE_SQL, TEST_KEY, run_script
 from tests.e2e.conftest import Cli, sim_stats
 from tests.e2e.daemon import seed
 
@@ -165,3 +167,50 @@ def test_every_set_up_error_stops_run_reconcile_and_plan_with_one_line_and_exit_
         assert f"127.0.0.1:{busy}: Address already in use" in result.stderr
     finally:
         holder.close()
+
+
+@pytest.mark.parametrize("platform_schema", ["live"], indirect=True)
+def test_plan_and_doctor_refuse_a_blind_role_and_pass_once_the_role_script_gave_the_policies(
+    cli: Cli, database_url: str, controller_url: str, controller_role: str
+) -> None:
+    seed(database_url, 2)
+    as_role = Cli({**cli.env, "DATABASE_URL": controller_url}, cli.cwd)
+    engine = sync_engine(database_url)
+    try:
+        run_script(engine, drop_policies_of(controller_role))
+
+        blind_plan, blind_doctor = as_role("plan"), as_role("doctor")
+
+        run_script(engine, ROLE_SQL.read_text().replace("vapi_reconciler", controller_role))
+    finally:
+        engine.dispose()
+    plan, doctor = as_role("plan"), as_role("doctor", "--json")
+
+    assert blind_plan.returncode == 1
+    first, *fixes = blind_plan.stderr.splitlines()
+    assert first.startswith(f"error: role {controller_role} cannot see the whole desired state")
+    assert f'create policy "{controller_role}_select" on public.agents' in blind_plan.stderr
+    assert len(fixes) == 8
+    assert blind_doctor.returncode == 1
+    assert "fail  platform tables: role" in blind_doctor.stdout
+    assert plan.returncode == 2, plan.stderr
+    assert "Plan: 10 to create" in plan.stdout
+    assert doctor.returncode == 0, doctor.stdout
+    assert {c["name"]: c["status"] for c in json.loads(doctor.stdout)}["platform tables"] == "ok"
+    for result in (blind_plan, blind_doctor, plan, doctor):
+        assert TEST_KEY not in result.stdout + result.stderr
+
+
+def drop_policies_of(role: str) -> str:
+    """A script that drops the row-level security policies deploy/postgres/controller-role.sql
+    gave ``role``: the role keeps its grants and sees no row (an install made before it)."""
+    return f"""
+        do $$
+        declare p record;
+        begin
+          for p in select polname, polrelid::regclass as tbl from pg_policy
+                   where polname like '{role}\\_%' loop
+            execute format('drop policy %I on %s', p.polname, p.tbl);
+          end loop;
+        end $$;
+    """
