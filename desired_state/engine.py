@@ -28,6 +28,7 @@ def sync_engine(url: str) -> Engine:
 
 
 def async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
-        sqlalchemy_url(url), pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size
-    )
+    """No pre-ping: it is a round trip before every transaction of the hot path. A connection
+    Postgres dropped fails its statement once; SQLAlchemy then invalidates the pool and the
+    caller's retry (every daemon part retries) gets a fresh connection."""
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size)

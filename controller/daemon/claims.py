@@ -43,8 +43,10 @@ change to the organization was announced since; otherwise the organization's des
 is loaded again right before it is planned (a claimed organization may wait long for a slot
 during a rollout, and a plan from a stale snapshot could delete what was just re-created)."""
 CLAIM_BATCH = 256
-"""Rows claimed at once. Most visits find nothing to do and finish without a Vapi call; only
-``concurrency`` organizations at a time do Vapi work, the rest wait their turn in-process."""
+"""Rows claimed at once while visits find nothing to do (a resync sweep: most finish without
+a Vapi call); only ``concurrency`` organizations at a time do Vapi work."""
+WRITING_SECONDS = 2.0
+"""A visit wrote to Vapi this recently: claim only what can start now (see ``_room``)."""
 DOWN_RETRY_SECONDS = 2.0
 
 
@@ -121,6 +123,8 @@ class ClaimLoop:
         self.wake = asyncio.Event()
         self.due_now = False
         """Seen by the heartbeat: rows were due and unclaimed."""
+        self._wrote_at = float("-inf")
+        """When (monotonic) a visit last wrote to Vapi."""
         self._announced: dict[UUID, float] = {}
         """Organization -> when (monotonic) a change to it was last announced (NOTIFY)."""
 
@@ -154,11 +158,16 @@ class ClaimLoop:
         return [claimed for claimed, _ in self.inflight.values()]
 
     def _room(self) -> int:
-        """Claim again once a slot is free: a batch, less what is already held."""
+        """Claim again once a slot is free: a batch, less what is already held. While visits
+        write to Vapi (a rollout, a cold start) only what can start now is claimed: a row
+        claimed early would wait here, holding its lane's place, while an edit made since
+        waits in the queue behind it."""
         concurrency = self.runtime.settings.controller.concurrency
         if len(self.inflight) >= concurrency:
             return 0
-        return max(CLAIM_BATCH, concurrency) - len(self.inflight)
+        writing = time.monotonic() - self._wrote_at < WRITING_SECONDS
+        batch = concurrency if writing else max(CLAIM_BATCH, concurrency)
+        return batch - len(self.inflight)
 
     def changed(self, payload: str) -> None:
         """A change trigger announced an organization (the NOTIFY payload is its id)."""
@@ -268,6 +277,8 @@ class ClaimLoop:
     def _observe(self, outcome: OrgOutcome) -> None:
         self.health.outcome(outcome)
         self.metrics.writes.inc(outcome.writes)
+        if outcome.writes:
+            self._wrote_at = time.monotonic()
         if outcome.reason == "internal_error":
             self.metrics.internal_errors.labels("reconcile").inc()
 
