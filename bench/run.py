@@ -276,6 +276,7 @@ def write_config(
     path.write_text(
         f"[vapi]\nrate_limit_per_second = {rate}\nburst = {burst}\n"
         f"poll_interval_seconds = {POLL_SECONDS}\nrelist_interval_seconds = {relist}\n"
+        "relist_budget_share = 0\n"  # relist on the measured schedule only
         f"[controller]\nconcurrency = {concurrency}\nresync_interval_seconds = {resync}\n"
         f'resync_jitter = 0.0\n[server]\nlisten = "127.0.0.1:0"\n'
     )

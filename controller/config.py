@@ -70,6 +70,7 @@ class VapiSettings(_Section):
     page_limit: int = Field(default=1000, ge=1, le=1000)
     poll_interval_seconds: float = Field(default=10.0, gt=0)
     relist_interval_seconds: float = Field(default=600.0, gt=0)
+    relist_budget_share: float = Field(default=0.05, ge=0, le=1)
 
 
 class RenderSettings(_Section):

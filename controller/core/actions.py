@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from uuid import UUID
@@ -85,7 +85,7 @@ class UpdateAssistant:
     """The observed body this update was planned against. The baseline after the write takes
     the keys sent from Vapi's answer and every other key from here, never from the answer:
     an edit made in the dashboard while the PATCH was in flight stays drift."""
-    owned_tool_ids: frozenset[str] = frozenset()
+    owned_tool_ids: Container[str] = frozenset()
     """The tool ids the controller owns, to take its view of ``model.toolIds``."""
     row_hash: str | None = None
     settings_hash: str | None = None

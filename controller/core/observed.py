@@ -166,10 +166,13 @@ class ObservedState:
         self._unusable: dict[str, Unusable] = {}
         self._numbers: dict[str, ObservedPhoneNumber] = {}
         self._managed = 0
+        self.listed = False
+        """Filled by a complete listing (only then is absence meaningful)."""
         for body in assistants:
             self.upsert("assistant", body)
         for body in tools:
             self.upsert("tool", body)
+            self.listed = True
 
     @property
     def assistants(self) -> tuple[ObservedAssistant, ...]:
@@ -276,6 +279,13 @@ class ObservedState:
     def managed_count(self) -> int:
         """Managed assistants (tools are not counted: the prune bound is about assistants)."""
         return self._managed
+
+    def tool_ids(self) -> frozenset[str] | None:
+        """Every tool id held (usable or not), or None before any complete listing."""
+        if not self.listed:
+            return None
+        unusable = (u.vapi_id for u in self._unusable.values() if u.resource == "tool")
+        return frozenset(self._tools).union(unusable)
 
     def linked_tool_ids(self) -> set[str]:
         """Every tool id some assistant links (a tool still linked must not be deleted)."""

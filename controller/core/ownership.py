@@ -15,14 +15,29 @@ field it is never drift and never overwritten. Must not do I/O.
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
 from typing import Any
 
 SHARED_OBJECTS = ("model", "voice", "transcriber", "server")
 """Top-level objects the controller sends whole, keeping what it does not own."""
 
 
-def owned_view(body: Mapping[str, Any], owned_tool_ids: Collection[str]) -> dict[str, Any]:
+class ToolOwnership:
+    """Which ids of ``model.toolIds`` the controller owns: those of the tools it registers
+    or adopts, and ids naming no tool that exists in Vapi (a deleted tool's dangling id,
+    which would fail every call; removing it takes nothing from anyone)."""
+
+    def __init__(self, owned: Collection[str], existing: Collection[str] | None) -> None:
+        self.owned = frozenset(owned)
+        self.existing = None if existing is None else frozenset(existing)
+
+    def __contains__(self, tool_id: object) -> bool:
+        if tool_id in self.owned:
+            return True
+        return self.existing is not None and tool_id not in self.existing
+
+
+def owned_view(body: Mapping[str, Any], owned_tool_ids: Container[str]) -> dict[str, Any]:
     """``body`` as far as the controller owns it: ``model.toolIds`` cut down to its tools."""
     model = body.get("model")
     if not isinstance(model, Mapping) or not isinstance(model.get("toolIds"), list):
@@ -36,7 +51,7 @@ def compose(
     desired: Any,
     observed: Any,
     *,
-    owned_tool_ids: Collection[str],
+    owned_tool_ids: Container[str],
 ) -> Any:
     """The value to send for top-level ``key``: the desired one, with what the controller
     does not own kept from the observed one."""
@@ -55,7 +70,7 @@ def compose(
 
 
 def merge_tool_ids(
-    wanted: Sequence[str], observed: Any, *, owned_tool_ids: Collection[str]
+    wanted: Sequence[str], observed: Any, *, owned_tool_ids: Container[str]
 ) -> list[str]:
     """Observed ids in their place, less the controller's that are no longer wanted, plus
     the wanted ones missing (appended, in order)."""

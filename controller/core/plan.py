@@ -47,7 +47,7 @@ from controller.core.observed import (
     ObservedTool,
     Unusable,
 )
-from controller.core.ownership import compose, owned_view
+from controller.core.ownership import ToolOwnership, compose, owned_view
 from controller.core.render import (
     ROLES,
     InvalidAgentError,
@@ -135,10 +135,13 @@ class AssistantContext:
     """Every tool id the controller registers or adopts: the only ids of ``model.toolIds``
     it owns (``controller.core.ownership``), with those ``tool_ids_by_role`` links."""
 
+    existing_tool_ids: frozenset[str] | None = None
+    """Every tool id Vapi holds (None: not known): an id naming none is a dangling link."""
+
     @property
-    def owned(self) -> frozenset[str]:
+    def owned(self) -> ToolOwnership:
         linked = (i for ids in self.tool_ids_by_role.values() for i in ids)
-        return self.owned_tool_ids.union(linked)
+        return ToolOwnership(self.owned_tool_ids.union(linked), self.existing_tool_ids)
 
 
 def assistant_context(
@@ -170,6 +173,7 @@ def assistant_context(
         contested_ids=contested_untagged(desired, observed),
         contested_numbers=desired.contested_numbers,
         owned_tool_ids=frozenset(ids.values()),
+        existing_tool_ids=observed.tool_ids(),
         settings_hash=settings_hash,
     )
 
@@ -455,7 +459,7 @@ def _patch(
     body: Mapping[str, Any],
     changes: Sequence[FieldChange],
     observed: Mapping[str, Any],
-    owned_tool_ids: frozenset[str],
+    owned_tool_ids: ToolOwnership,
 ) -> dict[str, Any]:
     """Each changed top-level key, sent whole (PATCH replaces whole subtrees), with what the
     controller does not own inside it kept as observed."""

@@ -64,6 +64,7 @@ class Jobs:
         self.replica_id = replica_id
         self.live_replicas = 1
         self._scheduler = AsyncIOScheduler()
+        self._relisted_at = time.monotonic()  # the start-up listing
         self._running: set[asyncio.Task[None]] = set()
         self._reloads = (0, 0)
         metrics.bind(
@@ -75,12 +76,11 @@ class Jobs:
     def start(self) -> None:
         settings = self.runtime.settings
         poll = settings.vapi.poll_interval_seconds
-        relist = settings.vapi.relist_interval_seconds
         beat = max(settings.controller.lease_seconds / 3, 0.5)
         resync = settings.controller.resync_interval_seconds
         jobs: tuple[tuple[str, Job, float, float], ...] = (
             ("poll", self.poll_vapi, poll, poll * 0.1),
-            ("relist", self.relist_vapi, relist, relist * 0.1),
+            ("relist", self.relist_vapi, poll, poll * 0.1),
             ("heartbeat", self.heartbeat, beat, 0),
             ("sweep", self.sweep, resync, 0),
             ("findings", self.scan_findings, resync, 0),
@@ -126,9 +126,20 @@ class Jobs:
             await self._observe(await self.cache.poll())
 
     async def relist_vapi(self) -> None:
-        if self.cache.listed:
-            await self._observe(await self.cache.relist())
-            self.metrics.last_relist.set_to_current_time()
+        """A complete listing (the only way to see deletions made in the dashboard), as often
+        as ``[vapi] relist_budget_share`` of this replica's rate allows: every poll interval
+        for a small account, at most every ``relist_interval_seconds`` for a large one."""
+        if not self.cache.listed or time.monotonic() - self._relisted_at < self.relist_period():
+            return
+        self._relisted_at = time.monotonic()
+        await self._observe(await self.cache.relist())
+        self.metrics.last_relist.set_to_current_time()
+
+    def relist_period(self) -> float:
+        vapi = self.runtime.settings.vapi
+        share = self.runtime.client.limiter.rate * vapi.relist_budget_share
+        wanted = self.cache.relist_calls / share if share > 0 else vapi.relist_interval_seconds
+        return min(max(wanted, vapi.poll_interval_seconds), vapi.relist_interval_seconds)
 
     async def _observe(self, touched: set[WorkKey]) -> None:
         self.health.vapi_answered()

@@ -172,13 +172,15 @@ class Chain:
         if doubts:
             await self.cache.confirm_since(min(doubts), doubted_before=began)
         await self.cache.confirm_known("assistant", (a.vapi_assistant_id for a in agents))
+        state = self.cache.state
+        mine = state.for_org(org_id, (a.vapi_assistant_id for a in agents))
+        linked = {tid for a in mine for tid in a.tool_ids}
+        await self.cache.confirm_known("tool", linked)  # unknown ids: dangling, or just made
         if not self.cache.phones:
             return frozenset()
         named = {a.vapi_phone_number_id for a in agents if a.vapi_phone_number_id}
         await self.cache.confirm_known("phone-number", named)
-        state = self.cache.state
-        ours = [a.id for a in state.for_org(org_id, (a.vapi_assistant_id for a in agents))]
-        candidates = {n.id for n in state.numbers_routing_to(ours)} - named
+        candidates = {n.id for n in state.numbers_routing_to(a.id for a in mine)} - named
         if not candidates:
             return frozenset()
         async with self.runtime.engine.connect() as conn:

@@ -53,6 +53,8 @@ class ObservedCache:
         self.state = ObservedState()
         self._watermark: dict[Resource, str] = {}
         self.listed = False
+        self.relist_calls = 0
+        """Requests the last complete listing cost (what the next one will cost, about)."""
         self._confirming: _Confirmation | None = None
         self._reported: set[tuple[str, str]] = set()
 
@@ -68,8 +70,12 @@ class ObservedCache:
         began: dict[Resource, datetime] = {}
         touched: set[WorkKey] = set()
 
+        pages = 0
+
         def absorb(resource: Resource) -> Callable[[Page], None]:
             def page(items: Page) -> None:
+                nonlocal pages
+                pages += 1
                 if items and resource not in began:  # newest first: Vapi's clock at the start
                     began[resource] = max(parse_instant(str(i["createdAt"])) for i in items)
                 seen[resource].update(str(i["id"]) for i in items)
@@ -83,6 +89,8 @@ class ObservedCache:
             self._advance(resource, [])  # an empty account still starts its watermark
         first = not self.listed
         self.listed = True
+        self.state.listed = True
+        self.relist_calls = pages + len(self.resources)  # each ends on a page adding nothing
         return {TOOLS, *self.state.tagged_org_ids()} if first else touched
 
     def _forget_unseen(
