@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.config import VapiSettings
 from controller.core.actions import LinkAssistant
 from controller.core.keys import TOOLS
 from controller.core.plan import PruneDecision
@@ -36,6 +37,7 @@ from tests.integration.helpers import (
     with_controller,
     writes,
 )
+from tests.integration.test_daemon_path import quick, running, until
 
 
 async def chain_over(runtime: Runtime) -> Chain:
@@ -303,3 +305,97 @@ def _strip(body: dict[str, Any]) -> dict[str, Any]:
         "firstMessage",
     )
     return copy.deepcopy({k: body[k] for k in kept if k in body})
+
+
+async def test_an_assistant_deleted_in_the_dashboard_is_recreated_within_seconds(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
+) -> None:
+    """No write, no row change: only a complete listing sees it, and a small account is
+    re-listed every poll interval (``relist_budget_share``)."""
+    async with platform.begin() as conn:
+        (clinic,) = await seed_clinics(conn, 1)
+    fast = VapiSettings.model_validate(
+        {**runtime.settings.vapi.model_dump(), "poll_interval_seconds": 0.3}
+    )
+    runtime = quick(
+        Runtime(runtime.engine, runtime.client, runtime.settings.model_copy(update={"vapi": fast}))
+    )
+    async with running(runtime):
+
+        async def created() -> bool:
+            return any(
+                a.get("metadata", {}).get("agent_id") == str(clinic.agent_ids[0])
+                for a in sim.objects["assistant"].values()
+            )
+
+        await until(created, "the first convergence")
+        gone = assistant_of_agent(sim, clinic.agent_ids[0])["id"]
+        sim.objects["assistant"].pop(gone)
+
+        async def recreated() -> bool:
+            return any(
+                a.get("metadata", {}).get("agent_id") == str(clinic.agent_ids[0])
+                for a in sim.objects["assistant"].values()
+            )
+
+        await until(recreated, "the deleted assistant re-created")
+    assert (await agent_row(runtime, clinic.agent_ids[0]))["vapi_assistant_id"] != gone
+
+
+async def test_a_tool_deleted_in_vapi_is_recreated_and_its_dangling_id_unlinked(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with platform.begin() as conn:
+        (clinic,) = await seed_clinics(conn, 1)
+    await reconcile_pass(runtime)
+    gone = next(iter(sim.objects["tool"]))
+    sim.objects["tool"].pop(gone)
+
+    await reconcile_pass(runtime)
+    await reconcile_pass(runtime)
+
+    assert len(sim.objects["tool"]) == 6
+    for agent_id in clinic.agent_ids:
+        ids = assistant_of_agent(sim, agent_id)["model"]["toolIds"]
+        assert gone not in ids
+        assert set(ids) == set(sim.objects["tool"])
+    assert not (await plan_pass(runtime)).has_changes
+
+
+async def test_the_daemon_recreates_a_tool_deleted_in_the_dashboard_and_relinks_it(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
+) -> None:
+    async with platform.begin() as conn:
+        (clinic,) = await seed_clinics(conn, 1)
+    fast = VapiSettings.model_validate(
+        {**runtime.settings.vapi.model_dump(), "poll_interval_seconds": 0.3}
+    )
+    settings = runtime.settings.model_copy(update={"vapi": fast})
+    runtime = quick(Runtime(runtime.engine, runtime.client, settings))
+    async with running(runtime):
+
+        async def linked_everywhere() -> bool:
+            tools = set(sim.objects["tool"])
+            found = [
+                a
+                for a in sim.objects["assistant"].values()
+                if a.get("metadata", {}).get("org_id") == str(clinic.org_id)
+            ]
+            return (
+                len(tools) == 6
+                and len(found) == 2
+                and all(set(a["model"]["toolIds"]) == tools for a in found)
+            )
+
+        await until(linked_everywhere, "the first convergence")
+        gone = next(iter(sim.objects["tool"]))
+        sim.objects["tool"].pop(gone)
+        await until(
+            lambda: _true(gone not in sim.objects["tool"] and len(sim.objects["tool"]) == 6),
+            "the tool re-created",
+        )
+        await until(linked_everywhere, "every assistant relinked to the new tool")
+
+
+async def _true(value: bool) -> bool:
+    return value
