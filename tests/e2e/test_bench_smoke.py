@@ -10,6 +10,7 @@ import pytest
 
 from bench import run
 
+pytestmark = pytest.mark.slow
 ORGS = 20
 
 

@@ -10,14 +10,6 @@ from bench import chaos
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="controller bugs this campaign finds (issue 13), to be removed with their fixes: "
-    "a first_message set to NULL never clears the greeting (content_matches); an assistant "
-    "deleted in the dashboard is PATCHed (404) and never re-created before a relist "
-    "(one_assistant_per_agent, status_synced, plan_exit_0); a replica frozen past its lease "
-    "POSTs again on waking (no_duplicate_created, one_assistant_per_agent)",
-)
 def test_a_short_campaign_passes_every_end_check(
     pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
