@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -9,6 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import ControllerSettings
+from controller.daemon.metrics import Metrics
+from controller.daemon.supervisor import Daemon
 from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.tables import agents, org_status, org_tools
@@ -79,3 +85,30 @@ async def org_tool_rows(runtime: Runtime, org_id: UUID) -> dict[str, str]:
             )
         )
     return {row.tool_name: row.vapi_tool_id for row in rows}
+
+
+WAIT_SECONDS = 30.0
+
+
+@asynccontextmanager
+async def running(runtime: Runtime) -> AsyncIterator[Daemon]:
+    """The daemon, in-process, for the duration of the block (a clean stop after)."""
+    daemon = Daemon(runtime, config_path=None, metrics=Metrics(), replica_id="in-process")
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, WAIT_SECONDS)
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
+    """Wait for a condition the daemon's tasks bring about (never a fixed sleep)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        found = check()
+        if found if isinstance(found, bool) else await found:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -32,12 +32,14 @@ from desired_state.tables import agents, vapi_objects
 from tests.integration.helpers import (
     agent_row,
     assistant_of_agent,
+    running,
     status_of,
+    until,
     update_agent,
     with_controller,
     writes,
 )
-from tests.integration.test_daemon_path import quick, running, until
+from tests.integration.test_daemon_path import quick
 
 
 async def chain_over(runtime: Runtime) -> Chain:
@@ -51,9 +53,19 @@ async def desired_of(runtime: Runtime, org_id: Any) -> Any:
         return await load_desired(conn, org_ids=[org_id])
 
 
-def unbounded(chain: Chain) -> PassPruneLimit:
-    """Deletions allowed (what the plan deletes is what the test is about)."""
-    return PassPruneLimit(PruneDecision(True, 0))
+async def reconciled(chain: Chain, org_id: Any, *, lease: ClaimLease | None = None) -> Any:
+    """The daemon's unit of work on one organization (deletions allowed, a live lease unless
+    one is given), recorded at once."""
+    runtime = chain.runtime
+    return await chain.reconcile_org(
+        org_id,
+        await desired_of(runtime, org_id),
+        reconcile_id="t",
+        limit=PassPruneLimit(PruneDecision(True, 0)),
+        recorder=DirectRecorder(runtime),
+        lease=lease or ClaimLease.asked(at=0, seconds=1e9, margin=0),
+        fence=None,
+    )
 
 
 async def test_a_dashboard_edit_landing_during_a_patch_of_another_field_stays_drift(
@@ -118,15 +130,7 @@ async def test_a_patch_answered_404_makes_the_assistant_missing_and_it_is_recrea
     sim.objects["assistant"].pop(gone)
     await update_agent(platform, agent_id, system_prompt="Changed while it was gone.")
 
-    outcome = await chain.reconcile_org(
-        clinic.org_id,
-        await desired_of(runtime, clinic.org_id),
-        reconcile_id="t",
-        limit=unbounded(chain),
-        recorder=DirectRecorder(runtime),
-        lease=ClaimLease.asked(at=0, seconds=1e9, margin=0),
-        fence=None,
-    )
+    outcome = await reconciled(chain, clinic.org_id)
 
     assert outcome.state == "synced", outcome.message
     again = assistant_of_agent(sim, agent_id)
@@ -156,15 +160,7 @@ async def test_a_ghost_in_the_cache_is_confirmed_gone_before_anything_is_pruned(
     sim.objects["assistant"].pop(ghost)  # deleted elsewhere; this cache has not seen it
     sim.writes.clear()
 
-    outcome = await chain.reconcile_org(
-        clinic.org_id,
-        await desired_of(runtime, clinic.org_id),
-        reconcile_id="t",
-        limit=unbounded(chain),
-        recorder=DirectRecorder(runtime),
-        lease=ClaimLease.asked(at=0, seconds=1e9, margin=0),
-        fence=None,
-    )
+    outcome = await reconciled(chain, clinic.org_id)
 
     assert outcome.state == "synced", outcome.message
     assert not writes(sim, "DELETE")
@@ -200,15 +196,7 @@ async def test_a_write_whose_lease_expired_is_abandoned_and_leaves_no_doubt(
     sim.writes.clear()
     paused_past_its_lease = ClaimLease.asked(at=-100.0, seconds=60, margin=12)
 
-    outcome = await chain.reconcile_org(
-        clinic.org_id,
-        await desired_of(runtime, clinic.org_id),
-        reconcile_id="t",
-        limit=unbounded(chain),
-        recorder=DirectRecorder(runtime),
-        lease=paused_past_its_lease,
-        fence=None,
-    )
+    outcome = await reconciled(chain, clinic.org_id, lease=paused_past_its_lease)
 
     assert (outcome.state, outcome.reason) == ("progressing", "lease_lost")
     assert not sim.writes, "nothing was sent"

@@ -4,10 +4,6 @@ dies nor wedges on what it did not expect."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -15,35 +11,11 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core import plan as core_plan
-from controller.daemon.metrics import Metrics
-from controller.daemon.supervisor import Daemon
 from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.sample import SampleOrg, seed_clinics
 from desired_state.tables import org_status
-from tests.integration.helpers import assistant_of_agent, with_controller
-
-WAIT_SECONDS = 30.0
-
-
-@asynccontextmanager
-async def running(runtime: Runtime) -> AsyncIterator[Daemon]:
-    daemon = Daemon(runtime, config_path=None, metrics=Metrics(), replica_id="in-process")
-    task = asyncio.create_task(daemon.run())
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, WAIT_SECONDS)
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait for a condition that another process (the daemon's tasks) brings about."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+from tests.integration.helpers import assistant_of_agent, running, until, with_controller
 
 
 async def states(runtime: Runtime) -> dict[Any, tuple[str, str | None]]:

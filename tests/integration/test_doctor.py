@@ -4,10 +4,6 @@ ready (and reconciles nothing) while the platform's tables hide part of the desi
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from controller.daemon.guard import Guard
 from controller.daemon.health import DESIRED_STATE_NOT_VISIBLE, Health
 from controller.daemon.metrics import Metrics
-from controller.daemon.supervisor import Daemon
 from controller.doctor import Check, as_text, diagnose, passed
 from controller.preflight import HiddenStateError, check_setup
 from controller.reconcile.runtime import Runtime
@@ -28,11 +23,10 @@ from desired_state.migrate import migrate
 from desired_state.sample import seed_clinics
 from desired_state.shape import PlatformShape, PlatformShapeError, Problem, policy_sql
 from tests.conftest import BACKEND, ROLE_SQL, TEST_KEY, run_script
-from tests.integration.helpers import with_controller
+from tests.integration.helpers import running, until, with_controller
 from tests.integration.test_live_schema import drop_controller_policies
 
 live = pytest.mark.parametrize("platform_schema", ["live"], indirect=True)
-WAIT_SECONDS = 30.0
 
 
 def env_of(url: str, key: str = TEST_KEY) -> dict[str, str]:
@@ -167,28 +161,6 @@ async def test_the_start_up_check_refuses_a_blind_role_with_the_sql_that_fixes_i
     assert first.startswith(f"role {controller_role} cannot see the whole desired state")
     assert len(fixes) == 8
     assert all(line.strip().startswith("create policy") for line in fixes)
-
-
-@asynccontextmanager
-async def running(runtime: Runtime) -> AsyncIterator[Daemon]:
-    daemon = Daemon(runtime, config_path=None, metrics=Metrics(), replica_id="in-process")
-    task = asyncio.create_task(daemon.run())
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        await asyncio.wait_for(task, WAIT_SECONDS)
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        found = check()
-        if found if isinstance(found, bool) else await found:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @live

@@ -14,8 +14,15 @@ from controller.reconcile.full_pass import plan_pass, reconcile_pass
 from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state.sample import SampleOrg, seed_clinics
-from tests.integration.helpers import assistant_of_agent, status_of, with_controller, writes
-from tests.integration.test_daemon_path import quick, running, until
+from tests.integration.helpers import (
+    assistant_of_agent,
+    running,
+    status_of,
+    until,
+    with_controller,
+    writes,
+)
+from tests.integration.test_daemon_path import quick
 
 
 async def clinics_with_numbers(
