@@ -16,9 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 NEVER_PAGE = ("observe_mode", "paused")
-PAGE_AT_ONCE = ("ownership_conflict",)
+PAGE_AT_ONCE = ("ownership_conflict", "mass_update_guard")
 """Reasons that page without waiting for the threshold: a forged or swapped assistant id is
-a security event, not drift that may clear by itself."""
+a security event, not drift that may clear by itself; a rollout held by the mass-update guard
+waits for an operator's decision."""
 
 
 @dataclass(frozen=True)

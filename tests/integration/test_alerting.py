@@ -216,3 +216,24 @@ async def test_a_forged_assistant_id_pages_at_once_with_ownership_conflict(
     page = receiver.received[0].body
     assert (page["org_id"], page["reason"]) == (str(attacker.org_id), "ownership_conflict")
     assert stolen in page["last_error"]
+
+
+async def test_a_rollout_held_by_the_mass_update_guard_pages_at_once(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    async with platform.begin() as conn:
+        await seed_clinics(conn, 10)
+    await reconcile_pass(runtime)
+    moved = with_controller(runtime, max_update_percent=20, canary_percent=10)
+    moved = Runtime(
+        moved.engine,
+        moved.client,
+        moved.settings.model_copy(update={"backend_url": "https://elsewhere.test"}),
+    )
+    await reconcile_pass(moved)
+
+    await round_of(alerter(runtime, receiver, unreconciled_after_seconds=600))
+
+    reasons = {event.body["reason"] for event in receiver.received}
+    assert receiver.events() == ["firing"] * 9
+    assert reasons == {"mass_update_guard"}
