@@ -74,6 +74,23 @@ class Bench:
             counts[f"{row['method']} {row['route']} {row['status']}"] += row["count"]
         return counts
 
+    def give_numbers(self) -> int:
+        """A phone number bought in the dashboard for every inbound agent, named by its row
+        (the platform's way): the controller must keep each routed to its assistant."""
+        with self.engine.begin() as conn:
+            agents = [
+                r.id for r in conn.execute(text("select id from agents where role = 'inbound'"))
+            ]
+        named = []
+        with httpx.Client(base_url=self.sim, timeout=60) as client:
+            for n, agent_id in enumerate(agents):
+                body = {"provider": "vapi", "number": f"+1555{n:07d}"}
+                number = client.post("/_sim/phone-numbers", json=body).json()["id"]
+                named.append({"n": number, "a": agent_id})
+        with self.engine.begin() as conn:
+            conn.execute(text("update agents set vapi_phone_number_id = :n where id = :a"), named)
+        return len(named)
+
     def count(self, sql: str, **params: Any) -> int:
         """A ``select count(*)`` against the benchmark's database."""
         with self.engine.connect() as conn:
@@ -382,8 +399,10 @@ def converged(
 
 
 def steady_state(args: argparse.Namespace) -> dict[str, Any]:
-    """One full resync pass over a converged account, every organization due at once."""
+    """One full resync pass over a converged account, every organization due at once
+    (``--numbers``: every inbound agent with a phone number to keep routed)."""
     with bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b:
+        numbers = b.give_numbers() if args.numbers else 0
         with converged(b, args) as (d, setup):
             before, cpu, start = b.requests(), cpu_seconds(d.pid), time.time()
             b.fall_due()
@@ -394,6 +413,7 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
         observe = {} if args.skip_cold_observe else cold_observe(b, args)
     return {
         **headline("steady-state", args),
+        "phone_numbers": numbers,
         "setup_s": round(setup, 1),
         "pass_s": round(took, 1),
         "vapi_calls_per_pass": sum(pass_calls.values()),
@@ -603,6 +623,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="soak duration")
     parser.add_argument(
         "--skip-cold-observe", action="store_true", help="steady-state: the pass figures only"
+    )
+    parser.add_argument(
+        "--numbers", action="store_true", help="steady-state: a phone number per inbound agent"
     )
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()

@@ -27,6 +27,7 @@ def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespa
         under_load=False,
         minutes=0.01,
         skip_cold_observe=False,
+        numbers=False,
         timeout=120.0,
     )
 
@@ -51,6 +52,17 @@ def test_a_steady_resync_pass_writes_nothing_and_calls_nothing_but_the_poll(
     assert result["vapi_calls_per_pass"] == result["of_which_poll_listings"]
     # each complete listing ends on a page adding nothing: assistants, tools, phone numbers
     assert result["cold_observe_calls"] <= math.ceil(2 * ORGS / run.PAGE_CAP) + 1 + 2 + 1
+
+
+def test_phone_numbers_cost_a_steady_pass_nothing_but_their_poll(
+    args: argparse.Namespace,
+) -> None:
+    args.numbers = True
+    result = run.steady_state(args)
+
+    assert result["phone_numbers"] == ORGS
+    assert result["writes_per_pass"] == 0
+    assert result["vapi_calls_per_pass"] == result["of_which_poll_listings"]
 
 
 def test_a_drift_storm_is_repaired_with_one_write_per_edited_assistant(
