@@ -794,15 +794,18 @@ def _tool_check(s: Snapshot, by_name: Mapping[str, list[str]]) -> Check:
 
 
 def _cross_org_check(s: Snapshot) -> Check:
-    """A managed assistant carries its agent's organization and name; an agent row never
-    names an assistant tagged for another organization."""
+    """A managed assistant carries its agent's organization (and, while the agent is
+    desired, its name); an agent row never names an assistant tagged for another
+    organization."""
     check = Check("no_cross_org_write", 0, [])
     agents = {a["id"]: a for a in s.agents}
+    desired = {a["id"] for a in s.desired}  # an orphan's content is no longer the controller's
     for a in s.assistants:
         tags = _tags(a)
         owner = agents.get(str(tags.get("agent_id")))
         if owner is not None and (
-            tags.get("org_id") != owner["org_id"] or a.get("name") != owner["name"]
+            tags.get("org_id") != owner["org_id"]
+            or (owner["id"] in desired and a.get("name") != owner["name"])
         ):
             check.fail(
                 {"vapi_id": a["id"], "tags": tags, "name": a.get("name"), "org_id": owner["org_id"]}
