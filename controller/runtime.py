@@ -12,7 +12,7 @@ from controller.reconcile.runtime import Runtime
 from controller.secret import MasterKey, register_secret
 from controller.vapi.client import VapiClient
 from controller.vapi.ratelimit import RateLimiter
-from desired_state.engine import async_engine
+from desired_state.engine import IDLE_IN_TRANSACTION_SECONDS, async_engine
 
 
 @asynccontextmanager
@@ -26,7 +26,11 @@ async def open_runtime(
     settings.require_backend_url()
     register_secret(key)
     vapi = settings.vapi
-    engine = async_engine(settings.database.url, pool_size=settings.controller.concurrency + 2)
+    engine = async_engine(
+        settings.database.url,
+        pool_size=settings.controller.concurrency + 2,
+        idle_in_transaction_seconds=IDLE_IN_TRANSACTION_SECONDS,
+    )
     client = VapiClient(
         base_url=vapi.base_url,
         key=key,

@@ -27,8 +27,28 @@ def sync_engine(url: str) -> Engine:
     return create_engine(sqlalchemy_url(url), pool_pre_ping=True)
 
 
-def async_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+IDLE_IN_TRANSACTION_SECONDS = 2.0
+"""The controller never waits inside a transaction (no Vapi call is made in one). A process
+stopped in the middle of one (SIGSTOP, a frozen VM) would hold its row locks and block the
+platform's own writes to those rows; Postgres ends such a session after this long."""
+
+
+def async_engine(
+    url: str, *, pool_size: int = 10, idle_in_transaction_seconds: float | None = None
+) -> AsyncEngine:
     """No pre-ping: it is a round trip before every transaction of the hot path. A connection
     Postgres dropped fails its statement once; SQLAlchemy then invalidates the pool and the
-    caller's retry (every daemon part retries) gets a fresh connection."""
-    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size)
+    caller's retry (every daemon part retries) gets a fresh connection.
+    ``idle_in_transaction_seconds``: Postgres ends a session idle that long inside a
+    transaction, releasing its locks (the controller's engine: see
+    ``IDLE_IN_TRANSACTION_SECONDS``)."""
+    connect_args = {}
+    if idle_in_transaction_seconds is not None:
+        millis = round(idle_in_transaction_seconds * 1000)
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={millis}"
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args=connect_args,
+    )
