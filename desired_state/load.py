@@ -111,9 +111,17 @@ async def load_desired(
         .group_by(agents.c.vapi_assistant_id)
         .having(func.count(distinct(agents.c.org_id)) > 1)
     )
+    if org_ids is not None:  # only ids this batch's agents name: not a scan of every agent
+        shared_query = shared_query.where(
+            agents.c.vapi_assistant_id.in_(
+                select(agents.c.vapi_assistant_id).where(agents.c.org_id.in_(ids))
+            )
+        )
     shared = frozenset(row.vapi_assistant_id for row in await conn.execute(shared_query))
     contested_numbers = (
-        await _contested_numbers(conn) if shape.has("agents", "vapi_phone_number_id") else set()
+        await _contested_numbers(conn, org_ids)
+        if shape.has("agents", "vapi_phone_number_id")
+        else set()
     )
     links_query = select(
         org_tools.c.org_id,
@@ -161,9 +169,14 @@ def _named_numbers() -> Any:
     )
 
 
-async def _contested_numbers(conn: AsyncConnection) -> set[str]:
-    """Numbers named by inbound agents of more than one organization: written for none."""
-    named = _named_numbers().subquery()
+async def _contested_numbers(conn: AsyncConnection, org_ids: Collection[UUID] | None) -> set[str]:
+    """Numbers named by inbound agents of more than one organization: written for none
+    (of those the agents of ``org_ids`` name, when given)."""
+    query = _named_numbers()
+    if org_ids is not None:
+        number = agents.c.vapi_phone_number_id
+        query = query.where(number.in_(select(number).where(agents.c.org_id.in_(list(org_ids)))))
+    named = query.subquery()
     rows = await conn.execute(
         select(named.c.vapi_phone_number_id)
         .group_by(named.c.vapi_phone_number_id)
