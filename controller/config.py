@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -148,9 +149,7 @@ class Settings(_Section):
     def render_digest(self) -> str:
         """Fingerprint of what every body is rendered with besides its row: the profile in
         force and ``BACKEND_URL``. A change of it is a configuration-caused rollout."""
-        return fingerprint(
-            {"render": self.rendering.model_dump(mode="json"), "backend_url": self.backend_url}
-        )[:16]
+        return _render_digest(self.rendering, self.backend_url)
 
     @property
     def prune_bounds(self) -> PruneBounds:
@@ -162,6 +161,14 @@ class Settings(_Section):
     @property
     def writes_enabled(self) -> bool:
         return self.controller.mode == "enforce" and not self.controller.paused
+
+
+@lru_cache(maxsize=8)
+def _render_digest(rendering: RenderDefaults, backend_url: str) -> str:
+    """Asked once per reconcile: computed once per distinct profile and base URL."""
+    return fingerprint({"render": rendering.model_dump(mode="json"), "backend_url": backend_url})[
+        :16
+    ]
 
 
 _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {

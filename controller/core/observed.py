@@ -165,6 +165,7 @@ class ObservedState:
         self._by_org: dict[UUID, dict[str, ObservedAssistant]] = {}
         self._unusable: dict[str, Unusable] = {}
         self._numbers: dict[str, ObservedPhoneNumber] = {}
+        self._numbers_by_assistant: dict[str, set[str]] = {}
         self._managed = 0
         self.listed = False
         """Filled by a complete listing (only then is absence meaningful)."""
@@ -196,8 +197,12 @@ class ObservedState:
         return self._numbers.get(vapi_id)
 
     def numbers_routing_to(self, assistant_ids: Iterable[str]) -> list[ObservedPhoneNumber]:
-        ids = set(assistant_ids)
-        return [n for n in self._numbers.values() if n.assistant_id in ids]
+        """Numbers bound to these assistants (indexed: no scan of every number)."""
+        return [
+            self._numbers[n]
+            for vid in set(assistant_ids)
+            for n in sorted(self._numbers_by_assistant.get(vid, ()))
+        ]
 
     def get(self, resource: Resource, vapi_id: str) -> Observed | None:
         return self._index(resource).get(vapi_id)
@@ -235,6 +240,8 @@ class ObservedState:
         if resource == "phone-number":
             number = ObservedPhoneNumber(body)
             self._numbers[number.id] = number
+            if number.assistant_id is not None:
+                self._numbers_by_assistant.setdefault(number.assistant_id, set()).add(number.id)
             return touched | self._org_of(number.assistant_id)
         if resource == "tool":
             self._tools[str(body["id"])] = ObservedTool(body)
@@ -256,6 +263,8 @@ class ObservedState:
             return touched | ({TOOLS} if self._tools.pop(vapi_id, None) or gone else set())
         if resource == "phone-number":
             number = self._numbers.pop(vapi_id, None)
+            if number is not None and number.assistant_id is not None:
+                self._numbers_by_assistant.get(number.assistant_id, set()).discard(vapi_id)
             return touched | self._org_of(number.assistant_id if number else None)
         old = self._assistants.pop(vapi_id, None)
         if old is None:
