@@ -166,9 +166,8 @@ class Settings(_Section):
 @lru_cache(maxsize=8)
 def _render_digest(rendering: RenderDefaults, backend_url: str) -> str:
     """Asked once per reconcile: computed once per distinct profile and base URL."""
-    return fingerprint({"render": rendering.model_dump(mode="json"), "backend_url": backend_url})[
-        :16
-    ]
+    digest = fingerprint({"render": rendering.model_dump(mode="json"), "backend_url": backend_url})
+    return digest[:16]
 
 
 _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
