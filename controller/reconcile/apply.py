@@ -123,8 +123,8 @@ class Applier:
                 )
             case LinkAssistant():
                 async with self.engine.begin() as conn:
-                    await self._hold_fence(conn)
                     await records.link_agent(conn, agent_id=action.agent_id, vapi_id=action.vapi_id)
+                    await self._hold_fence(conn)
                     await records.record_present(
                         conn,
                         kind="assistant",
@@ -233,12 +233,15 @@ class Applier:
                 settings_hash=getattr(audit, "settings_hash", None),
             )
             if agent_id is not None:
-                await self._hold_fence(conn)
                 await records.link_agent(conn, agent_id=agent_id, vapi_id=vapi_id)
+                await self._hold_fence(conn)
             if audit is not None:
                 await records.write_audit(conn, [self._entry(audit, vapi_id=vapi_id)])
 
     async def _hold_fence(self, conn: AsyncConnection) -> None:
+        """After the agent's row is written, as the platform's own writes lock (the agent,
+        then its work row through the trigger): the other order deadlocks with them. Fenced
+        out, the transaction rolls back and the link never lands."""
         try:
             await records.hold_fence(conn, self.fence)
         except records.FencedOutError as exc:
