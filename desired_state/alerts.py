@@ -139,7 +139,18 @@ async def _queue(conn: AsyncConnection, ids: list[int], sinks: Sequence[str], ev
 async def claim_deliveries(
     conn: AsyncConnection, *, limit: int, lease_seconds: float
 ) -> list[Delivery]:
-    """Due deliveries, leased so no other replica sends them meanwhile."""
+    """Due deliveries, leased so no other replica sends them meanwhile. A page whose
+    incident resolved before the page went out (a retry in backoff, or a send cut short by a
+    shutdown) is dropped, never sent after its resolution: a receiver would reopen it."""
+    await conn.execute(
+        text("""
+            update reconciler.alert_deliveries d
+            set delivered_at = now(), last_error = 'not sent: resolved before it went out'
+            from reconciler.alerts a
+            where a.id = d.alert_id and d.delivered_at is null and d.event = 'firing'
+              and a.status = 'resolved'
+        """)
+    )
     rows = await conn.execute(
         text("""
             with due as (

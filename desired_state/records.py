@@ -9,18 +9,19 @@ hand over values already fit to store (``controller.secret.scrub``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import and_, delete, func, text, update
+from sqlalchemy import and_, delete, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
 from desired_state.shape import PlatformShape, usable_shape
-from desired_state.tables import agents, audit_log, replicas, vapi_objects
+from desired_state.tables import audit_log, replicas, vapi_objects
 
 Kind = Literal["assistant", "tool"]
 AuditOutcome = Literal["ok", "error", "unknown"]
@@ -32,19 +33,19 @@ late duplicate of the assistant Postgres links (duplicate), or only the render s
 changed (config)."""
 
 
+_RECORD_INTENT = text("""
+    insert into reconciler.vapi_objects as o (kind, owner_key, org_id, state, intent_at)
+    values (:kind, :owner_key, :org_id, 'creating', now())
+    on conflict on constraint vapi_objects_kind_owner_key_key do update
+    set state = 'creating', intent_at = now(), updated_at = now()
+""")
+
+
 async def record_intent(
     conn: AsyncConnection, *, kind: Kind, owner_key: str, org_id: UUID | None
 ) -> None:
     """Before a POST that cannot be repeated safely: say it may have happened."""
-    statement = insert(vapi_objects).values(
-        kind=kind, owner_key=owner_key, org_id=org_id, state="creating", intent_at=func.now()
-    )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            constraint="vapi_objects_kind_owner_key_key",
-            set_={"state": "creating", "intent_at": func.now(), "updated_at": func.now()},
-        )
-    )
+    await conn.execute(_RECORD_INTENT, {"kind": kind, "owner_key": owner_key, "org_id": org_id})
 
 
 async def drop_intent(conn: AsyncConnection, *, kind: Kind, owner_key: str) -> None:
@@ -58,34 +59,55 @@ async def drop_intent(conn: AsyncConnection, *, kind: Kind, owner_key: str) -> N
     await conn.execute(update(vapi_objects).where(mine).values(state="present"))
 
 
-async def record_present(
-    conn: AsyncConnection,
-    *,
-    kind: Kind,
-    owner_key: str,
-    org_id: UUID | None,
-    vapi_id: str,
-    desired_hash: str | None,
-    observed_hash: str | None,
-    row_hash: str | None = None,
-    settings_hash: str | None = None,
-) -> None:
-    """The Vapi object exists with this id; the baseline is the response of the last write,
-    and ``row_hash``/``settings_hash`` what that write was rendered from."""
-    values = {
-        "org_id": org_id,
-        "vapi_id": vapi_id,
-        "state": "present",
-        "desired_hash": desired_hash,
-        "observed_hash": observed_hash,
-        "row_hash": row_hash,
-        "settings_hash": settings_hash,
-        "updated_at": func.now(),
-    }
-    statement = insert(vapi_objects).values(kind=kind, owner_key=owner_key, **values)
-    await conn.execute(
-        statement.on_conflict_do_update(constraint="vapi_objects_kind_owner_key_key", set_=values)
+_RECORD_WRITE = text(
+    "select reconciler.record_write(:kind, :owner_key, :org_id, :vapi_id, :desired_hash, "
+    ":observed_hash, :row_hash, :settings_hash, :agent_id, :fence_row, :fence_token, "
+    "cast(:audit as jsonb))"
+)
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """What one Vapi write leaves in Postgres: the object's id and baseline, the agent it
+    is linked to (assistants), its audit row."""
+
+    kind: Kind
+    owner_key: str
+    org_id: UUID | None
+    vapi_id: str
+    desired_hash: str | None = None
+    observed_hash: str | None = None
+    row_hash: str | None = None
+    settings_hash: str | None = None
+    agent_id: UUID | None = None
+    audit: AuditEntry | None = None
+
+
+async def record_write(conn: AsyncConnection, write: WriteRecord, fence: Fence | None) -> None:
+    """One statement (``reconciler.record_write``, migration 0010): link the agent, check
+    the fence, record the object and its audit row, all or nothing. Fenced out, nothing is
+    written and ``FencedOutError`` is raised. Runs in autocommit or the caller's
+    transaction alike."""
+    held = await conn.scalar(
+        _RECORD_WRITE,
+        {
+            "kind": write.kind,
+            "owner_key": write.owner_key,
+            "org_id": write.org_id,
+            "vapi_id": write.vapi_id,
+            "desired_hash": write.desired_hash,
+            "observed_hash": write.observed_hash,
+            "row_hash": write.row_hash,
+            "settings_hash": write.settings_hash,
+            "agent_id": write.agent_id,
+            "fence_row": fence.row if fence else None,
+            "fence_token": fence.token if fence else None,
+            "audit": json.dumps(_audit_row(write.audit), default=str) if write.audit else None,
+        },
     )
+    if not held:
+        assert fence is not None
+        raise FencedOutError(f"work row {fence.row}: fencing token {fence.token} is stale")
 
 
 async def forget(conn: AsyncConnection, *, vapi_id: str) -> None:
@@ -104,35 +126,12 @@ class FencedOutError(Exception):
     """The claim's fencing token moved on: another replica owns the organization now."""
 
 
-async def hold_fence(conn: AsyncConnection, fence: Fence | None) -> None:
-    """In the caller's transaction: still ours (the row is locked until commit), or raise."""
-    if fence is None:
-        return
-    held = await conn.execute(
-        text(
-            "select 1 from reconciler.work_items where org_id = :row "
-            "and fencing_token = :token and lease_owner is not null for share"
-        ),
-        {"row": fence.row, "token": fence.token},
-    )
-    if held.first() is None:
-        raise FencedOutError(f"work row {fence.row}: fencing token {fence.token} is stale")
-
-
 async def announce_gone(conn: AsyncConnection, *, resource: str, vapi_id: str) -> None:
     """Tell every replica, at commit, that this object was deleted in Vapi (a hint on
     ``vapi_reconciler_gone``; a replica that misses it learns at its next listing)."""
     await conn.execute(
         text("select pg_notify('vapi_reconciler_gone', :payload)"),
         {"payload": f"{resource}:{vapi_id}"},
-    )
-
-
-async def link_agent(conn: AsyncConnection, *, agent_id: UUID, vapi_id: str) -> None:
-    await conn.execute(
-        update(agents)
-        .where(agents.c.id == agent_id, agents.c.vapi_assistant_id.is_distinct_from(vapi_id))
-        .values(vapi_assistant_id=vapi_id)
     )
 
 
@@ -288,29 +287,25 @@ class AuditEntry:
 
 async def write_audit(conn: AsyncConnection, entries: list[AuditEntry]) -> None:
     if entries:
-        await conn.execute(
-            insert(audit_log),
-            [
-                {
-                    "reconcile_id": e.reconcile_id,
-                    "org_id": e.org_id,
-                    "action": e.action,
-                    "vapi_id": e.vapi_id,
-                    "method": e.method,
-                    "path": e.path,
-                    "status_code": e.status_code,
-                    "outcome": e.outcome,
-                    "detail": dict(e.detail),
-                    "agent_id": e.agent_id,
-                    "cause": e.cause,
-                    "changes": [
-                        {"path": c.path, "before": c.before, "after": c.after} for c in e.changes
-                    ],
-                    "duration_ms": e.duration_ms,
-                }
-                for e in entries
-            ],
-        )
+        await conn.execute(insert(audit_log), [_audit_row(e) for e in entries])
+
+
+def _audit_row(e: AuditEntry) -> dict[str, Any]:
+    return {
+        "reconcile_id": e.reconcile_id,
+        "org_id": e.org_id,
+        "action": e.action,
+        "vapi_id": e.vapi_id,
+        "method": e.method,
+        "path": e.path,
+        "status_code": e.status_code,
+        "outcome": e.outcome,
+        "detail": dict(e.detail),
+        "agent_id": e.agent_id,
+        "cause": e.cause,
+        "changes": [{"path": c.path, "before": c.before, "after": c.after} for c in e.changes],
+        "duration_ms": e.duration_ms,
+    }
 
 
 async def trim_audit(

@@ -123,8 +123,10 @@ class ClaimLoop:
         self.wake = asyncio.Event()
         self.due_now = False
         """Seen by the heartbeat: rows were due and unclaimed."""
-        self._wrote_at = float("-inf")
-        """When (monotonic) a visit last wrote to Vapi."""
+        self._wrote_at = time.monotonic()
+        """When (monotonic) a visit last wrote to Vapi. A replica starts as if writing (a
+        cold start, or a rollout others are in): its first claims are small, so a replica
+        starting beside it gets its share of the backlog instead of none."""
         self._announced: dict[UUID, float] = {}
         """Organization -> when (monotonic) a change to it was last announced (NOTIFY)."""
 
@@ -187,13 +189,20 @@ class ClaimLoop:
             tools = await queue.claim(
                 conn, owner=self.replica_id, limit=1, tools=True, lease_seconds=lease
             )
+            if not tools:  # the common case: organizations, in the same transaction
+                claims = await queue.claim(
+                    conn, owner=self.replica_id, limit=room, lease_seconds=lease
+                )
         self.health.recovered()
         for claimed in tools:  # alone and first: assistants link tool ids
             self._hold(claimed, asked_at)
             await self._work(claimed, Snapshot(DesiredState(), time.monotonic()))
-        asked_at = time.monotonic()
-        async with self.runtime.engine.begin() as conn:
-            claims = await queue.claim(conn, owner=self.replica_id, limit=room, lease_seconds=lease)
+        if tools:
+            asked_at = time.monotonic()
+            async with self.runtime.engine.begin() as conn:
+                claims = await queue.claim(
+                    conn, owner=self.replica_id, limit=room, lease_seconds=lease
+                )
         if claims:
             orgs = [c.key for c in claims if c.key is not TOOLS]
             began = time.monotonic()  # before the read: a change announced later is newer

@@ -38,6 +38,11 @@ STATES_INTERVAL_SECONDS = 30.0
 """Each organization's state is read for /metrics this often (one row per organization)."""
 AUDIT_TRIM_INTERVAL_SECONDS = 3600.0
 
+HEARTBEAT_MAX_SECONDS = 5.0
+"""The heartbeat (lease renewal, and the count of live replicas each shares the request
+budget with) runs at least this often: a replica that joins is counted by the others within
+this long, so together they overrun the budget only that long."""
+
 
 class Jobs:
     def __init__(
@@ -76,7 +81,7 @@ class Jobs:
     def start(self) -> None:
         settings = self.runtime.settings
         poll = settings.vapi.poll_interval_seconds
-        beat = max(settings.controller.lease_seconds / 3, 0.5)
+        beat = min(max(settings.controller.lease_seconds / 3, 0.5), HEARTBEAT_MAX_SECONDS)
         resync = settings.controller.resync_interval_seconds
         jobs: tuple[tuple[str, Job, float, float], ...] = (
             ("poll", self.poll_vapi, poll, poll * 0.1),
@@ -102,9 +107,16 @@ class Jobs:
             )
         self._scheduler.start()
 
-    async def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+    async def stop(self, grace_seconds: float) -> None:
+        """No new runs; those running get ``grace_seconds`` to finish before the scheduler
+        stops (which cancels them). A job cut short can leave half its work: an alert sent
+        but not marked delivered goes out again from the next replica."""
+        if not self._scheduler.running:
+            return
+        self._scheduler.pause()
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=grace_seconds)
+        self._scheduler.shutdown(wait=False)
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 

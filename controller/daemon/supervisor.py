@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 import uuid
 from collections.abc import Coroutine
 from functools import partial
@@ -45,6 +46,10 @@ from controller.reconcile.runtime import Runtime
 from desired_state import queue
 from desired_state.load import has_phone_numbers
 from desired_state.queue import Lane
+
+JOBS_GRACE_SECONDS = 1.0
+"""Periodic jobs still running at shutdown get at least this long to finish, even when the
+claims used up the grace period."""
 
 
 class Daemon:
@@ -185,8 +190,10 @@ class Daemon:
     async def _shutdown(
         self, server: HealthServer | None, serving: asyncio.Task[object] | None
     ) -> None:
-        claims = await self.claims.drain(self.runtime.settings.controller.shutdown_grace_seconds)
-        await self.jobs.stop()
+        grace = self.runtime.settings.controller.shutdown_grace_seconds
+        began = time.monotonic()
+        claims = await self.claims.drain(grace)
+        await self.jobs.stop(max(grace - (time.monotonic() - began), JOBS_GRACE_SECONDS))
         for task in list(self._tasks):
             if task is not serving:
                 task.cancel()

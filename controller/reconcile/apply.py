@@ -2,7 +2,9 @@
 
 A create records its intent first (committed), then POSTs, then records the id. An outcome
 that is unknown is left as intent: the next pass observes and adopts. No transaction is held
-open across a Vapi call.
+open across a Vapi call. The hot path costs two round trips to Postgres per create, one per
+update, each a single autocommit statement: the intent, then ``reconciler.record_write``
+(links, fence, registry and audit at once).
 """
 
 from __future__ import annotations
@@ -49,7 +51,16 @@ from controller.vapi.errors import (
     WriteAbandonedError,
 )
 from desired_state import records
-from desired_state.records import AuditCause, AuditEntry, AuditOutcome, Fence, FieldWrite, Kind
+from desired_state.engine import autocommit
+from desired_state.records import (
+    AuditCause,
+    AuditEntry,
+    AuditOutcome,
+    Fence,
+    FieldWrite,
+    Kind,
+    WriteRecord,
+)
 
 
 @dataclass
@@ -65,9 +76,20 @@ class Applier:
     fence: Fence | None = None
     """The claim's fencing token: ``agents.vapi_assistant_id`` is linked only under it."""
     _started: float = field(default=0.0, init=False)
+    autocommit: AsyncEngine | None = None
+    """``engine`` with each statement its own transaction (one round trip, no BEGIN or
+    COMMIT); the runtime's, made once (making one costs as much as a write's record)."""
     created: dict[UUID, str] = field(default_factory=dict)
     """Agent id -> the assistant created for it by this applier (a bind in the same plan
     routes the agent's number to it)."""
+
+    def __post_init__(self) -> None:
+        if self.autocommit is None:
+            self.autocommit = autocommit(self.engine)
+
+    def _autocommitted(self) -> AsyncConnection:
+        assert self.autocommit is not None
+        return self.autocommit.connect()
 
     async def _route(self, action: Action, number_id: str, assistant_id: str | None) -> None:
         """``PATCH /phone-number/{id} {"assistantId": ...}``: idempotent, so a crash between a
@@ -122,18 +144,15 @@ class Applier:
                     "assistant", str(action.agent_id), action.org_id, action.body, action
                 )
             case LinkAssistant():
-                async with self.engine.begin() as conn:
-                    await records.link_agent(conn, agent_id=action.agent_id, vapi_id=action.vapi_id)
-                    await self._hold_fence(conn)
-                    await records.record_present(
-                        conn,
-                        kind="assistant",
-                        owner_key=str(action.agent_id),
-                        org_id=action.org_id,
-                        vapi_id=action.vapi_id,
-                        desired_hash=None,
-                        observed_hash=None,
+                await self._write_record(
+                    WriteRecord(
+                        "assistant",
+                        str(action.agent_id),
+                        action.org_id,
+                        action.vapi_id,
+                        agent_id=action.agent_id,
                     )
+                )
             case UpdateAssistant():
                 response = await self._update("assistant", action.vapi_id, action.patch)
                 await self._record(
@@ -167,7 +186,7 @@ class Applier:
         body: Mapping[str, Any],
         action: CreateTool | CreateAssistant,
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self._autocommitted() as conn:
             await records.record_intent(conn, kind=resource, owner_key=owner_key, org_id=org_id)
         try:
             response = await self.client.create(resource, body, may_write=self.lease.alive)
@@ -218,34 +237,31 @@ class Applier:
         agent_id: UUID | None = None,
     ) -> None:
         """The id and the baseline: the response of this write, not the request."""
-        async with self.engine.begin() as conn:
-            await records.record_present(
-                conn,
-                kind=kind,
-                owner_key=owner_key,
-                org_id=org_id,
-                vapi_id=vapi_id,
+        await self._write_record(
+            WriteRecord(
+                kind,
+                owner_key,
+                org_id,
+                vapi_id,
                 desired_hash=fingerprint(desired) if desired is not None else None,
                 observed_hash=observed_hash(desired, response)
                 if desired is not None and response is not None
                 else None,
                 row_hash=getattr(audit, "row_hash", None),
                 settings_hash=getattr(audit, "settings_hash", None),
+                agent_id=agent_id,
+                audit=self._entry(audit, vapi_id=vapi_id) if audit is not None else None,
             )
-            if agent_id is not None:
-                await records.link_agent(conn, agent_id=agent_id, vapi_id=vapi_id)
-                await self._hold_fence(conn)
-            if audit is not None:
-                await records.write_audit(conn, [self._entry(audit, vapi_id=vapi_id)])
+        )
 
-    async def _hold_fence(self, conn: AsyncConnection) -> None:
-        """After the agent's row is written, as the platform's own writes lock (the agent,
-        then its work row through the trigger): the other order deadlocks with them. Fenced
-        out, the transaction rolls back and the link never lands."""
-        try:
-            await records.hold_fence(conn, self.fence)
-        except records.FencedOutError as exc:
-            raise WriteAbandonedError(f"not linked: {exc}") from None
+    async def _write_record(self, write: WriteRecord) -> None:
+        """Fenced out (another replica owns the organization now), nothing lands: not even
+        the agent's link."""
+        async with self._autocommitted() as conn:
+            try:
+                await records.record_write(conn, write, self.fence)
+            except records.FencedOutError as exc:
+                raise WriteAbandonedError(f"not linked: {exc}") from None
 
     async def _delete(
         self, resource: Resource, vapi_id: str, action: DeleteTool | DeleteAssistant

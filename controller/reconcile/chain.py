@@ -357,6 +357,7 @@ class Chain:
             self.cache.state,
             lease or Lease(),
             fence,
+            autocommit=self.runtime.autocommit,
         )
 
 

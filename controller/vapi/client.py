@@ -38,6 +38,7 @@ from controller.vapi.errors import (
 )
 from controller.vapi.listing import Page, complete_listing, parse_instant
 from controller.vapi.ratelimit import RateLimiter
+from controller.vapi.transport import vapi_transport
 
 SHARED_STRING_MAX = 64
 """Strings up to this length in Vapi's answers are interned (keys, providers, ids)."""
@@ -70,16 +71,17 @@ class VapiClient:
         self.page_limit = page_limit
         self.calls: Counter[tuple[str, str, int | str]] = Counter()
         """(method, route, status or error name) -> count: what the pass cost."""
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={
                 "Authorization": f"Bearer {key.reveal()}",
                 "Accept-Encoding": ACCEPTED_ENCODINGS,
             },
-            transport=transport,
+            transport=transport or vapi_transport(limits),
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            limits=limits,
         )
 
     async def aclose(self) -> None:

@@ -12,7 +12,8 @@
 --   platform tables  read organizations, agents, integrations, org_tools;
 --                    write agents.vapi_assistant_id (that column only) and org_tools rows
 --   reconciler       read and write its tables (status, queue, registry, alerts, audit);
---                    read the migration version; call no function
+--                    read the migration version; call reconciler.record_write (SECURITY
+--                    INVOKER: what a write leaves in Postgres, under this role's own rights)
 -- It may not: delete or insert agents or organizations, change any other agent column,
 -- create objects, or call the SECURITY DEFINER trigger functions.
 --
@@ -49,6 +50,8 @@ grant usage on schema reconciler to vapi_reconciler;
 grant select, insert, update, delete on all tables in schema reconciler to vapi_reconciler;
 revoke insert, update, delete, truncate on reconciler.alembic_version from vapi_reconciler;
 grant usage, select on all sequences in schema reconciler to vapi_reconciler;
+grant execute on function reconciler.record_write(text, text, uuid, text, text, text, text, text,
+  uuid, uuid, bigint, jsonb) to vapi_reconciler;
 
 do $$
 declare

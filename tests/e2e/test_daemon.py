@@ -347,7 +347,7 @@ def test_the_daemon_pages_once_across_a_restart_and_a_hanging_receiver_never_blo
             what="exactly one resolution",
         )
         time.sleep(1.5)
-        assert receiver.events() == ["firing", "resolved"]
+        assert receiver.events() == ["firing", "resolved"], [r.body for r in receiver.received]
         assert second.health("/metrics") == 200
     finally:
         receiver.close()

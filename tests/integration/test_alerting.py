@@ -144,6 +144,27 @@ async def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(
     assert receiver.events() == ["firing"]
 
 
+async def test_a_page_still_unsent_when_its_incident_resolves_is_never_sent_after_it(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> None:
+    """The page failed (receiver down) and waits in backoff; the organization converges
+    meanwhile. The receiver must not get ``firing`` after ``resolved``: it would reopen."""
+    await failing_past_threshold(platform, runtime, sim)
+    watcher = alerter(runtime, receiver)
+    receiver.mode = "down"
+    await round_of(watcher)
+    assert watcher.sink_failures == 1
+
+    receiver.mode = "up"
+    sim.faults.scripted = []
+    await reconcile_pass(runtime)
+    await asyncio.sleep(1.1)  # the failed page is due again
+    await round_of(watcher)
+    await round_of(watcher)
+
+    assert receiver.events() == ["resolved"]
+
+
 async def test_the_webhook_signature_verifies_with_the_secret_and_not_another(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
