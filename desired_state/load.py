@@ -10,20 +10,25 @@ desired state. Agent rows no assistant can be made of are skipped here and count
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import distinct, func, null, or_, select
+from sqlalchemy import ARRAY, Text, any_, bindparam, distinct, func, literal, null, or_, select
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.desired import (
+    TOOL_ROW_RECORD,
+    TOOL_ROW_UNIT,
     Baseline,
     DesiredAgent,
     DesiredOrg,
     DesiredState,
     DesiredTool,
-    ToolRow,
 )
 from desired_state.shape import PlatformShape, usable_shape
 from desired_state.tables import (
@@ -37,11 +42,100 @@ from desired_state.tables import (
 from desired_state.unusable import usable_agent
 
 _AGENT_COLUMNS = [c for c in agents.c if c.name not in ("created_at", "updated_at")]
+_IDS = bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True)))
+"""The batch's organization ids, bound as one array (``= any(:ids)``): the statement's text
+is the same for every batch, so it is built, compiled and prepared once."""
 
 
 def _agent_columns(shape: PlatformShape) -> list[Any]:
     """The agent columns to read: optional ones only where the platform has them."""
     return [c for c in _AGENT_COLUMNS if shape.has("agents", c.name)]
+
+
+@dataclass(frozen=True)
+class _Queries:
+    """The statements of one load, built once per platform shape and scope."""
+
+    orgs: Any
+    agents: Any
+    tools: Any
+    baselines: Any
+    known: Any
+    intents: Any
+    shared: Any
+    contested: Any | None
+    links: Any
+
+
+@lru_cache(maxsize=16)
+def _queries(agent_columns: tuple[str, ...], numbers: bool, hashed: bool, batch: bool) -> _Queries:
+    active = (organizations.c.status == "active", agents.c.active.is_(True), usable_agent())
+    orgs = select(organizations.c.id).where(organizations.c.status == "active")
+    agent_query = (
+        select(*(agents.c[name] for name in agent_columns))
+        .join(organizations, organizations.c.id == agents.c.org_id)
+        .where(*active)
+        .order_by(agents.c.org_id, agents.c.role)
+    )
+    known = select(org_status.c.org_id)
+    baselines = select(
+        vapi_objects.c.vapi_id,
+        vapi_objects.c.desired_hash,
+        vapi_objects.c.observed_hash,
+        vapi_objects.c.row_hash,
+        vapi_objects.c.settings_hash,
+    ).where(vapi_objects.c.vapi_id.is_not(None))
+    intents = select(vapi_objects.c.owner_key, vapi_objects.c.intent_at).where(
+        vapi_objects.c.kind == "assistant", vapi_objects.c.state == "creating"
+    )
+    shared = (
+        select(agents.c.vapi_assistant_id)
+        .join(organizations, organizations.c.id == agents.c.org_id)
+        .where(*active, agents.c.vapi_assistant_id.is_not(None))
+        .group_by(agents.c.vapi_assistant_id)
+        .having(func.count(distinct(agents.c.org_id)) > 1)
+    )
+    number = agents.c.vapi_phone_number_id
+    named = _named_numbers()
+    definition = org_tools.c.definition_hash if hashed else null()
+    links = select(org_tools.c.org_id, _tool_rows_digest(definition)).group_by(org_tools.c.org_id)
+    if batch:
+        orgs = orgs.where(organizations.c.id == any_(_IDS))
+        agent_query = agent_query.where(agents.c.org_id == any_(_IDS))
+        known = known.where(org_status.c.org_id == any_(_IDS))
+        baselines = baselines.where(
+            or_(vapi_objects.c.org_id == any_(_IDS), vapi_objects.c.kind == "tool")
+        )
+        intents = intents.where(vapi_objects.c.org_id == any_(_IDS))
+        # only ids this batch's agents name: not a scan of every agent
+        shared = shared.where(
+            agents.c.vapi_assistant_id.in_(
+                select(agents.c.vapi_assistant_id).where(agents.c.org_id == any_(_IDS))
+            )
+        )
+        named = named.where(number.in_(select(number).where(agents.c.org_id == any_(_IDS))))
+        links = links.where(org_tools.c.org_id == any_(_IDS))
+    contested = None
+    if numbers:
+        grouped = named.subquery()
+        contested = (
+            select(grouped.c.vapi_phone_number_id)
+            .group_by(grouped.c.vapi_phone_number_id)
+            .having(func.count(distinct(grouped.c.org_id)) > 1)
+        )
+    tools = select(tool_definitions).order_by(tool_definitions.c.name)
+    return _Queries(orgs, agent_query, tools, baselines, known, intents, shared, contested, links)
+
+
+def _tool_rows_digest(definition: Any) -> Any:
+    """What ``tool_rows_digest`` computes, in SQL: one short value per organization instead
+    of every ``org_tools`` row (the rows are read only to be compared)."""
+    name = org_tools.c.tool_name
+    row = func.concat_ws(
+        TOOL_ROW_UNIT, name, org_tools.c.vapi_tool_id, func.coalesce(definition, "")
+    )
+    ordered = aggregate_order_by(literal(TOOL_ROW_RECORD), name.collate("C"))
+    return func.md5(func.string_agg(row, ordered)).label("digest")
 
 
 async def load_desired(
@@ -53,21 +147,17 @@ async def load_desired(
     """The organizations to converge (all, or ``org_ids``), tools and the registry.
     ``shape``: the platform's, read once per database and role when not given."""
     shape = await usable_shape(conn, shape)
-    org_query = select(organizations.c.id).where(organizations.c.status == "active")
-    agent_query = (
-        select(*_agent_columns(shape))
-        .join(organizations, organizations.c.id == agents.c.org_id)
-        .where(organizations.c.status == "active", agents.c.active.is_(True), usable_agent())
-        .order_by(agents.c.org_id, agents.c.role)
+    q = _queries(
+        tuple(c.name for c in _agent_columns(shape)),
+        shape.has("agents", "vapi_phone_number_id"),
+        shape.has("org_tools", "definition_hash"),
+        org_ids is not None,
     )
-    known_query = select(org_status.c.org_id)
-    if org_ids is not None:
-        ids = list(org_ids)
-        org_query = org_query.where(organizations.c.id.in_(ids))
-        agent_query = agent_query.where(agents.c.org_id.in_(ids))
-        known_query = known_query.where(org_status.c.org_id.in_(ids))
-    grouped: dict[UUID, list[DesiredAgent]] = {row.id: [] for row in await conn.execute(org_query)}
-    for row in (await conn.execute(agent_query)).mappings():
+    bound = {} if org_ids is None else {"ids": list(org_ids)}
+    grouped: dict[UUID, list[DesiredAgent]] = {
+        row.id: [] for row in await conn.execute(q.orgs, bound)
+    }
+    for row in (await conn.execute(q.agents, bound)).mappings():
         grouped.setdefault(row["org_id"], []).append(_agent(row))
     tools = tuple(
         DesiredTool(
@@ -79,67 +169,18 @@ async def load_desired(
             roles=tuple(row.roles),
             enabled=row.enabled,
         )
-        for row in await conn.execute(select(tool_definitions).order_by(tool_definitions.c.name))
+        for row in await conn.execute(q.tools)
     )
-    baseline_query = select(vapi_objects).where(vapi_objects.c.vapi_id.is_not(None))
-    if org_ids is not None:
-        baseline_query = baseline_query.where(
-            or_(vapi_objects.c.org_id.in_(ids), vapi_objects.c.kind == "tool")
-        )
-    baselines = {
-        row.vapi_id: Baseline(
-            row.vapi_id, row.desired_hash, row.observed_hash, row.row_hash, row.settings_hash
-        )
-        for row in await conn.execute(baseline_query)
-    }
-    known = frozenset(row.org_id for row in await conn.execute(known_query))
-    intent_query = select(vapi_objects.c.owner_key, vapi_objects.c.intent_at).where(
-        vapi_objects.c.kind == "assistant", vapi_objects.c.state == "creating"
-    )
-    if org_ids is not None:
-        intent_query = intent_query.where(vapi_objects.c.org_id.in_(ids))
-    intents = {UUID(row.owner_key): row.intent_at for row in await conn.execute(intent_query)}
-    shared_query = (
-        select(agents.c.vapi_assistant_id)
-        .join(organizations, organizations.c.id == agents.c.org_id)
-        .where(
-            organizations.c.status == "active",
-            agents.c.active.is_(True),
-            usable_agent(),
-            agents.c.vapi_assistant_id.is_not(None),
-        )
-        .group_by(agents.c.vapi_assistant_id)
-        .having(func.count(distinct(agents.c.org_id)) > 1)
-    )
-    if org_ids is not None:  # only ids this batch's agents name: not a scan of every agent
-        shared_query = shared_query.where(
-            agents.c.vapi_assistant_id.in_(
-                select(agents.c.vapi_assistant_id).where(agents.c.org_id.in_(ids))
-            )
-        )
-    shared = frozenset(row.vapi_assistant_id for row in await conn.execute(shared_query))
+    baselines = {row.vapi_id: Baseline(*row) for row in await conn.execute(q.baselines, bound)}
+    known = frozenset(row.org_id for row in await conn.execute(q.known, bound))
+    intents = {UUID(row.owner_key): row.intent_at for row in await conn.execute(q.intents, bound)}
+    shared = frozenset(row.vapi_assistant_id for row in await conn.execute(q.shared, bound))
     contested_numbers = (
-        await _contested_numbers(conn, org_ids)
-        if shape.has("agents", "vapi_phone_number_id")
-        else set()
+        frozenset(row.vapi_phone_number_id for row in await conn.execute(q.contested, bound))
+        if q.contested is not None
+        else frozenset()
     )
-    links_query = select(
-        org_tools.c.org_id,
-        org_tools.c.tool_name,
-        org_tools.c.vapi_tool_id,
-        (
-            org_tools.c.definition_hash
-            if shape.has("org_tools", "definition_hash")
-            else null().label("definition_hash")
-        ),
-    )
-    if org_ids is not None:
-        links_query = links_query.where(org_tools.c.org_id.in_(ids))
-    links: dict[UUID, set[ToolRow]] = {}
-    for link in await conn.execute(links_query):
-        links.setdefault(link.org_id, set()).add(
-            (link.tool_name, link.vapi_tool_id, link.definition_hash)
-        )
+    links = {row.org_id: row.digest for row in await conn.execute(q.links, bound)}
     return DesiredState(
         orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
         tools=tools,
@@ -148,9 +189,12 @@ async def load_desired(
         known_org_ids=known,
         intents=intents,
         shared_assistant_ids=shared,
-        contested_numbers=frozenset(contested_numbers),
-        org_tools={org_id: frozenset(rows) for org_id, rows in links.items()},
+        contested_numbers=contested_numbers,
+        org_tools=links,
     )
+
+
+_NUMBERS = bindparam("numbers", type_=ARRAY(Text))
 
 
 def _named_numbers() -> Any:
@@ -169,28 +213,14 @@ def _named_numbers() -> Any:
     )
 
 
-async def _contested_numbers(conn: AsyncConnection, org_ids: Collection[UUID] | None) -> set[str]:
-    """Numbers named by inbound agents of more than one organization: written for none
-    (of those the agents of ``org_ids`` name, when given)."""
-    query = _named_numbers()
-    if org_ids is not None:
-        number = agents.c.vapi_phone_number_id
-        query = query.where(number.in_(select(number).where(agents.c.org_id.in_(list(org_ids)))))
-    named = query.subquery()
-    rows = await conn.execute(
-        select(named.c.vapi_phone_number_id)
-        .group_by(named.c.vapi_phone_number_id)
-        .having(func.count(distinct(named.c.org_id)) > 1)
-    )
-    return {row.vapi_phone_number_id for row in rows}
-
-
 async def numbers_named(conn: AsyncConnection, number_ids: Collection[str]) -> set[str]:
     """Which of ``number_ids`` some desired inbound agent names (those are never released)."""
     if not number_ids:
         return set()
-    query = _named_numbers().where(agents.c.vapi_phone_number_id.in_(list(number_ids)))
-    return {row.vapi_phone_number_id for row in await conn.execute(query)}
+    query = _named_numbers().where(agents.c.vapi_phone_number_id == any_(_NUMBERS))
+    return {
+        row.vapi_phone_number_id for row in await conn.execute(query, {"numbers": list(number_ids)})
+    }
 
 
 async def has_phone_numbers(conn: AsyncConnection) -> bool:

@@ -167,14 +167,7 @@ class Completion:
     error: str | None
 
 
-async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> set[WorkKey]:
-    """Release claims, one statement for any number; a row that changed while held is due
-    at once and keeps its lane, any other returns to the bulk lane. Returns the organizations
-    whose completion landed: the others lost their lease (fenced out) and record nothing."""
-    if not completions:
-        return set()
-    rows = await conn.execute(
-        text("""
+_COMPLETE = text("""
             update reconciler.work_items w
             set lease_owner = null, lease_expires_at = null,
                 due_at = case when w.generation > w.claimed_generation then now()
@@ -190,7 +183,18 @@ async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> 
                         cast(:errors as text[])) as c(org_id, token, due_in, attempts, error)
             where w.org_id = c.org_id and w.fencing_token = c.token
             returning w.org_id
-        """),
+        """)
+"""Built once: a claim batch completes in many groups."""
+
+
+async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> set[WorkKey]:
+    """Release claims, one statement for any number; a row that changed while held is due
+    at once and keeps its lane, any other returns to the bulk lane. Returns the organizations
+    whose completion landed: the others lost their lease (fenced out) and record nothing."""
+    if not completions:
+        return set()
+    rows = await conn.execute(
+        _COMPLETE,
         {
             "orgs": [row_id(c.claimed.key) for c in completions],
             "tokens": [c.claimed.token for c in completions],

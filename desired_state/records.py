@@ -211,6 +211,31 @@ class StatusRow:
     failed: bool = False
 
 
+_UPSERT_STATUSES = """
+    insert into reconciler.org_status as s
+      (org_id, state, message, reason, updated_at, last_synced_at,
+       unreconciled_since, consecutive_failures)
+    select r.org_id, r.state, r.message, r.reason, now(),
+           case when r.state = 'synced' then now() end,
+           case when r.state in ('synced', 'paused') then null else now() end,
+           case when r.failed then 1 else 0 end
+    from unnest(cast(:orgs as uuid[]), cast(:states as text[]),
+                cast(:messages as text[]), cast(:reasons as text[]),
+                cast(:failed as boolean[])) as r(org_id, state, message, reason, failed)
+    on conflict (org_id) do update
+    set state = excluded.state, message = excluded.message, reason = excluded.reason,
+        updated_at = now(),
+        last_synced_at = coalesce(excluded.last_synced_at, s.last_synced_at),
+        unreconciled_since = case when excluded.state in ('synced', 'paused') then null
+                                  else coalesce(s.unreconciled_since, now()) end,
+        consecutive_failures = case when excluded.consecutive_failures = 1
+                                    then s.consecutive_failures + 1 else 0 end
+"""
+_WRITE_STATUSES = text(_UPSERT_STATUSES)
+_WRITE_STATUSES_ONE_SHOT = text(_UPSERT_STATUSES + "where excluded.state <> 'paused'")
+"""Built once each (every group commit writes statuses)."""
+
+
 async def write_statuses(
     conn: AsyncConnection, rows: Sequence[StatusRow], *, one_shot: bool = False
 ) -> None:
@@ -224,31 +249,8 @@ async def write_statuses(
     latest = {row.org_id: row for row in rows}  # one upsert may touch a row only once
     if not latest:
         return
-    keep_daemons_view = "where excluded.state <> 'paused'" if one_shot else ""
     await conn.execute(
-        text(
-            """
-            insert into reconciler.org_status as s
-              (org_id, state, message, reason, updated_at, last_synced_at,
-               unreconciled_since, consecutive_failures)
-            select r.org_id, r.state, r.message, r.reason, now(),
-                   case when r.state = 'synced' then now() end,
-                   case when r.state in ('synced', 'paused') then null else now() end,
-                   case when r.failed then 1 else 0 end
-            from unnest(cast(:orgs as uuid[]), cast(:states as text[]),
-                        cast(:messages as text[]), cast(:reasons as text[]),
-                        cast(:failed as boolean[])) as r(org_id, state, message, reason, failed)
-            on conflict (org_id) do update
-            set state = excluded.state, message = excluded.message, reason = excluded.reason,
-                updated_at = now(),
-                last_synced_at = coalesce(excluded.last_synced_at, s.last_synced_at),
-                unreconciled_since = case when excluded.state in ('synced', 'paused') then null
-                                          else coalesce(s.unreconciled_since, now()) end,
-                consecutive_failures = case when excluded.consecutive_failures = 1
-                                            then s.consecutive_failures + 1 else 0 end
-            """
-            + keep_daemons_view
-        ),
+        _WRITE_STATUSES_ONE_SHOT if one_shot else _WRITE_STATUSES,
         {
             "orgs": list(latest),
             "states": [row.state for row in latest.values()],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -74,6 +74,23 @@ class DesiredTool:
 ToolRow = tuple[str, str, str | None]
 """An ``org_tools`` row: tool name, Vapi tool id, definition hash."""
 
+TOOL_ROW_UNIT, TOOL_ROW_RECORD = "\x1f", "\x1e"
+"""Separators of ``tool_rows_digest``: between a row's fields, between rows."""
+
+
+def tool_rows_digest(rows: Iterable[ToolRow]) -> str | None:
+    """A digest of a set of ``org_tools`` rows (None: no row), as ``desired_state.load``
+    computes it in SQL from the table: rows by tool name in code point order (``collate
+    "C"``), fields and rows joined by control characters, MD5 (a change detector, not a
+    security measure)."""
+    ordered = sorted(rows, key=lambda row: row[0])
+    if not ordered:
+        return None
+    text = TOOL_ROW_RECORD.join(
+        TOOL_ROW_UNIT.join((name, vapi_id, digest or "")) for name, vapi_id, digest in ordered
+    )
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
 
 @dataclass(frozen=True)
 class DesiredOrg:
@@ -113,5 +130,6 @@ class DesiredState:
     not only the organizations in this snapshot)."""
     contested_numbers: frozenset[str] = frozenset()
     """Phone numbers named by inbound agents of more than one organization."""
-    org_tools: Mapping[UUID, frozenset[ToolRow]] = field(default_factory=dict)
-    """What ``org_tools`` holds now for the organizations in this snapshot."""
+    org_tools: Mapping[UUID, str] = field(default_factory=dict)
+    """What ``org_tools`` holds now for the organizations in this snapshot, as
+    ``tool_rows_digest`` of its rows (an organization with none is absent)."""

@@ -45,11 +45,19 @@ def diff(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[FieldC
     return changes
 
 
+_EXACT = frozenset({str, int, float, bool, type(None)})
+"""Scalar types for which ``==`` between two values of the same type is what ``_equal``
+says: such a pair that compares equal is no change (the walk's fast path)."""
+
+
 def _walk(desired: Any, observed: Any, path: str, out: list[FieldChange]) -> None:
     if isinstance(desired, Mapping):
         source = observed if isinstance(observed, Mapping) else {}
         for key, value in desired.items():
-            _walk(value, source.get(key), _join(path, key), out)
+            found = source.get(key)
+            if type(value) in _EXACT and type(found) is type(value) and value == found:
+                continue
+            _walk(value, found, _join(path, key), out)
         return
     if path in SET_LIKE_PATHS and isinstance(desired, list):
         if sorted(map(str, desired)) != sorted(map(str, observed or [])):

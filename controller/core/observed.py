@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 from uuid import UUID
 
@@ -25,11 +26,12 @@ TOOL_ROUTE = "/api/vapi/tools"
 
 @dataclass(frozen=True)
 class Observed:
-    """A Vapi object as returned: id, creation time and the raw body."""
+    """A Vapi object as returned: id, creation time and the raw body. The body is never
+    changed in place (a newer version is a new object), so what is read from it is kept."""
 
     body: Mapping[str, Any]
 
-    @property
+    @cached_property
     def id(self) -> str:
         return str(self.body["id"])
 
@@ -40,24 +42,24 @@ class Observed:
 
 @dataclass(frozen=True)
 class ObservedAssistant(Observed):
-    @property
+    @cached_property
     def metadata(self) -> Mapping[str, Any]:
         meta = self.body.get("metadata")
         return meta if isinstance(meta, Mapping) else {}
 
-    @property
+    @cached_property
     def is_managed(self) -> bool:
         return self.metadata.get("managed_by") == MANAGED_BY
 
-    @property
+    @cached_property
     def org_tag(self) -> UUID | None:
         return _uuid_or_none(self.metadata.get("org_id"))
 
-    @property
+    @cached_property
     def agent_tag(self) -> UUID | None:
         return _uuid_or_none(self.metadata.get("agent_id"))
 
-    @property
+    @cached_property
     def has_org_tag(self) -> bool:
         return self.metadata.get("org_id") is not None
 

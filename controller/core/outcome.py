@@ -10,7 +10,13 @@ from typing import Literal
 from uuid import UUID
 
 from controller.core.actions import OrgPlan, ToolPlan
-from controller.core.desired import DesiredOrg, DesiredState, DesiredTool, ToolRow
+from controller.core.desired import (
+    DesiredOrg,
+    DesiredState,
+    DesiredTool,
+    ToolRow,
+    tool_rows_digest,
+)
 
 State = Literal["synced", "progressing", "failed", "paused", "blocked"]
 Retry = Literal["resync", "backoff", "on_change"]
@@ -185,7 +191,7 @@ def links_to_record(
     if outcome.state != "synced" or org is None:
         return None
     rows = linked_tools(org, desired.tools, tool_ids)
-    return None if rows == desired.org_tools.get(outcome.org_id, frozenset()) else rows
+    return None if tool_rows_digest(rows) == desired.org_tools.get(outcome.org_id) else rows
 
 
 def linked_tools(

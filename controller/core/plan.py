@@ -426,9 +426,10 @@ def _converge_agent(
     body: Mapping[str, Any],
     context: AssistantContext,
 ) -> list[AssistantAction]:
-    inputs = row_hash(agent), context.settings_hash
     if current is None:
-        return [CreateAssistant(org_id, agent.agent_id, body, *inputs)]
+        return [
+            CreateAssistant(org_id, agent.agent_id, body, row_hash(agent), context.settings_hash)
+        ]
     actions: list[AssistantAction] = []
     if agent.vapi_assistant_id != current.id:
         actions.append(LinkAssistant(org_id, agent.agent_id, current.id))
@@ -436,7 +437,8 @@ def _converge_agent(
     baseline = context.baselines.get(current.id)
     owned = context.owned
     changes = drift(body, owned_view(current.body, owned), None if legacy else baseline)
-    if changes:
+    if changes:  # the row's fingerprint only when there is something to write
+        inputs = row_hash(agent), context.settings_hash
         cause: Cause = "adopt" if legacy else _cause(body, baseline, *inputs)
         actions.append(
             UpdateAssistant(

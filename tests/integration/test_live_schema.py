@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.core.desired import tool_rows_digest
 from controller.reconcile.full_pass import reconcile_pass
 from controller.reconcile.runtime import Runtime
 from desired_state.engine import sync_engine
@@ -184,15 +185,22 @@ async def test_org_tools_are_written_and_read_with_a_definition_hash_only_where_
 ) -> None:
     async with platform.begin() as conn:
         clinic = (await seed_clinics(conn, 1))[0]
-    link = ToolLink("endCall", "t-1", "f" * 64)
+    names = ("endCall", "end_call", "endcall", "Zeta", "a-b", "ab")  # any collation's order
+    links = {name: ToolLink(name, f"t-{i}", f"{i}" * 64) for i, name in enumerate(names)}
     async with runtime.engine.begin() as conn:
-        await replace_org_tools(conn, {clinic.org_id: {"endCall": link}})
-        await replace_org_tools(conn, {clinic.org_id: {"endCall": link}})
+        await replace_org_tools(conn, {clinic.org_id: links})
+        await replace_org_tools(conn, {clinic.org_id: links})
     async with runtime.engine.connect() as conn:
         desired = await load_desired(conn)
+        batch = await load_desired(conn, org_ids=[clinic.org_id])
 
-    expected_hash = link.definition_hash if platform_schema == "contract" else None
-    assert desired.org_tools[clinic.org_id] == frozenset({("endCall", "t-1", expected_hash)})
+    hashed = platform_schema == "contract"
+    rows = {
+        (n, link.vapi_tool_id, link.definition_hash if hashed else None)
+        for n, link in links.items()
+    }
+    assert desired.org_tools[clinic.org_id] == tool_rows_digest(rows)
+    assert batch.org_tools == {clinic.org_id: tool_rows_digest(rows)}
 
 
 @live
