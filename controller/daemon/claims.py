@@ -8,6 +8,7 @@ in ``inflight`` until it ends, so shutdown can wait for it or release its claim.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import time
@@ -51,27 +52,47 @@ DOWN_RETRY_SECONDS = 2.0
 
 
 class Slots:
-    """A concurrency bound that can be resized while work waits on it (hot reload)."""
+    """A concurrency bound that can be resized while work waits on it (hot reload).
+
+    First come, first served: a freed slot is handed to exactly one waiter. (A condition
+    woken with ``notify_all`` wakes every one of a claim batch's hundreds of waiting tasks
+    for each slot freed: most of a no-op pass's CPU went there.)"""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._used = 0
-        self._freed = asyncio.Condition()
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def __aenter__(self) -> None:
-        async with self._freed:
-            await self._freed.wait_for(lambda: self._used < self.size)
+        if self._used < self.size and not self._waiting:
             self._used += 1
+            return
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(handed)
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():  # handed a slot, then cancelled
+                self._release()
+            else:
+                self._waiting.remove(handed)
+            raise
 
     async def __aexit__(self, *_: object) -> None:
-        async with self._freed:
-            self._used -= 1
-            self._freed.notify_all()
+        self._release()
 
     async def resize(self, size: int) -> None:
-        async with self._freed:
-            self.size = size
-            self._freed.notify_all()
+        self.size = size
+        self._hand_over()
+
+    def _release(self) -> None:
+        self._used -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        while self._waiting and self._used < self.size:
+            self._used += 1
+            self._waiting.popleft().set_result(None)
 
 
 @dataclass(frozen=True)
