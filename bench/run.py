@@ -3,12 +3,16 @@ process, with the simulator's latency and rate limit set per scenario, Postgres 
 bulk. Each scenario prints a table and writes ``bench/results/<scenario>.json``.
 
     .venv/bin/python -m bench.run cold-start --orgs 2000
+    .venv/bin/python -m bench.run cold-start --orgs 2000 --replicas 2
+    .venv/bin/python -m bench.run cold-start --orgs 2000 --profile
     .venv/bin/python -m bench.run steady-state --orgs 10000
     .venv/bin/python -m bench.run change-latency --orgs 50 --samples 100
     .venv/bin/python -m bench.run change-latency --under-load --orgs 2000 --samples 100
     .venv/bin/python -m bench.run chaos --seed 1 --minutes 4 --orgs 40 --replicas 3
 
 Postgres: a throwaway database on the server of ``DATABASE_URL``, or an embedded one.
+``--profile`` (cold-start, change-latency) records each daemon with py-spy into
+``bench/results/<daemon>.folded`` and prints where its CPU went (``bench/profile.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import math
 import os
 import random
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +42,7 @@ from uuid import UUID
 import httpx
 from sqlalchemy import Engine, create_engine, text
 
+from bench.profile import format_rows, summarize
 from desired_state.embedded import embedded_postgres, scratch_database
 from desired_state.engine import async_engine, sqlalchemy_url
 from desired_state.migrate import migrate
@@ -47,6 +54,8 @@ TOOLS = 6
 PAGE_CAP = 100
 WRITES = ("POST", "PATCH", "DELETE")
 POLL_SECONDS = 10.0
+PROFILE_RATE = 200
+"""py-spy samples per second (``--profile``)."""
 SOAK_RESYNC, SOAK_RELIST = 60.0, 600.0
 """The soak runs the production schedule (config.toml's relist) with a short resync."""
 RELIST_SECONDS = 3600.0
@@ -90,6 +99,14 @@ class Bench:
         with self.engine.begin() as conn:
             conn.execute(text("update agents set vapi_phone_number_id = :n where id = :a"), named)
         return len(named)
+
+    def arrivals(self) -> list[float]:
+        """When each API request reached the simulator (its monotonic clock), 429s included."""
+        return list(self.sim_get("/_bench/arrivals"))
+
+    def refused(self) -> list[float]:
+        """When each request the simulator answered 429 reached it (the same clock)."""
+        return list(self.sim_get("/_bench/refused"))
 
     def count(self, sql: str, **params: Any) -> int:
         """A ``select count(*)`` against the benchmark's database."""
@@ -190,7 +207,7 @@ def bench(orgs: int, *, rate: float | None, latency: float, burst: int) -> Itera
         args = [
             sys.executable,
             "-m",
-            "controller.simulator",
+            "bench.simulator",  # controller.simulator, plus the arrival times
             "--key",
             KEY,
             "--latency",
@@ -256,6 +273,8 @@ def daemon(
             "run",
             "--config",
             str(config),
+            "--replica-id",
+            name,
         ],
         env=env,
         stdout=log,
@@ -268,6 +287,121 @@ def daemon(
         process.terminate()
         process.wait(timeout=120)
         log.close()
+
+
+@contextmanager
+def daemons(
+    b: Bench, count: int, *, rate: float, burst: int, concurrency: int
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """``count`` replicas started together: one config file, log and replica id each
+    (``bench`` alone, else ``replica-1`` ...), the same database and simulator. Each is given
+    the account's whole rate: a daemon divides it by the replicas it sees alive (their
+    heartbeats), as ``controller/daemon/jobs.py`` ``share_rate`` does."""
+    names = ["bench"] if count == 1 else [f"replica-{n}" for n in range(1, count + 1)]
+    with ExitStack() as stack:
+        yield [
+            stack.enter_context(
+                daemon(b, rate=rate, burst=burst, concurrency=concurrency, name=name)
+            )
+            for name in names
+        ]
+
+
+def py_spy() -> str:
+    beside = Path(sys.executable).with_name("py-spy")
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        sys.exit("--profile needs py-spy (pip install py-spy)")
+    return found
+
+
+@contextmanager
+def profiling(enabled: bool, processes: list[subprocess.Popen[str]]) -> Iterator[list[Path]]:
+    """py-spy attached to each daemon (by pid) once its interpreter is up; on leaving, each
+    recorder gets SIGINT (it then writes ``bench/results/<daemon>.folded``), before the
+    daemons are stopped. Yields the folded files' paths (written only on leaving)."""
+    if not enabled:
+        yield []
+        return
+    recorders: list[subprocess.Popen[bytes]] = []
+    outputs = []
+    try:
+        for process in processes:
+            name = _daemon_name(process)
+            output = RESULTS / f"{name}.folded"
+            output.unlink(missing_ok=True)
+            recorders.append(_attach(process.pid, output, RESULTS / f"{name}.py-spy.log"))
+            outputs.append(output)
+        yield outputs
+    finally:
+        for recorder in recorders:
+            if recorder.poll() is None:
+                recorder.send_signal(signal.SIGINT)
+        for recorder in recorders:
+            recorder.wait(timeout=60)
+
+
+def _daemon_name(process: subprocess.Popen[str]) -> str:
+    args = [str(a) for a in process.args]  # type: ignore[union-attr]
+    return args[args.index("--replica-id") + 1]
+
+
+def _attach(pid: int, output: Path, log: Path) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``, retried while the interpreter is not up yet (it exits at once)."""
+    command = [py_spy(), "record", "--format", "raw", "--rate", str(PROFILE_RATE)]
+    command += ["--nonblocking", "--pid", str(pid), "--output", str(output)]
+    deadline = time.monotonic() + 30
+    while True:
+        with log.open("w") as sink:
+            recorder = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            recorder.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return recorder  # sampling
+        if time.monotonic() > deadline:
+            sys.exit(f"py-spy could not attach to {pid}: see {log}")
+        time.sleep(0.1)
+
+
+def profile_figures(folded: list[Path], *, writes: int, cpu_s: float) -> tuple[dict[str, Any], str]:
+    """The profile's categories (share, ms per write: ``cpu_s`` split by share), and the
+    table to print.
+
+    py-spy counts a thread as active when it is running *or waiting for a CPU* (state R):
+    on a busy machine the samples exceed the CPU seconds and the shares lean towards the
+    calls after which the daemon was preempted (a query sent wakes Postgres). Said in the
+    table when the samples exceed the measured CPU by more than a fifth."""
+    lines = [line for path in folded for line in path.read_text().splitlines()]
+    rows = summarize(lines, writes=writes, cpu_seconds=cpu_s, rate=PROFILE_RATE)
+    samples = sum(r.samples for r in rows)
+    table = format_rows(rows)
+    if samples / PROFILE_RATE > 1.2 * cpu_s:
+        table += (
+            f"\n(sampled {samples / PROFILE_RATE:.1f} s against {cpu_s:.1f} CPU s: the daemon "
+            "waited for a CPU, shares include that wait)"
+        )
+    figures = {
+        "profile_files": [str(p.relative_to(RESULTS.parent.parent)) for p in folded],
+        "profile_sampled_cpu_s": round(samples / PROFILE_RATE, 2),
+        "profile": {
+            r.category: {"share": round(r.share, 4), "ms_per_write": round(r.ms_per_write, 3)}
+            for r in rows
+        },
+    }
+    return figures, table
+
+
+def busiest_second(moments: list[float]) -> tuple[int, float]:
+    """The most of ``moments`` (seconds) within any window of 1 s, and where that window
+    starts (seconds after the first moment)."""
+    ordered = sorted(moments)
+    best, at, start = 0, 0.0, 0
+    for end, moment in enumerate(ordered):
+        while ordered[start] <= moment - 1.0:
+            start += 1
+        if end - start + 1 > best:
+            best, at = end - start + 1, ordered[start] - ordered[0]
+    return best, at
 
 
 def headline(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -304,6 +438,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's threads were ready to run but waited for a CPU (``schedstat``):
+    on a shared machine, how much of the wall time was contention, not the daemon."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
 def peak_rss_mb(pid: int) -> float:
     return _status_mb(pid, "VmHWM:")
 
@@ -333,42 +476,72 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 def cold_start(args: argparse.Namespace) -> dict[str, Any]:
+    """``--orgs`` organizations converged from an empty Vapi by ``--replicas`` daemons
+    started together, sharing the account's ``--rate`` (and with ``--profile``, where their
+    CPU went)."""
     minimum = TOOLS + 2 * args.orgs
+    replicas = args.replicas
     with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b:
         start, started = time.monotonic(), time.time()
-        with daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency) as d:
+        with (
+            daemons(
+                b, replicas, rate=args.rate, burst=args.burst, concurrency=args.concurrency
+            ) as ds,
+            profiling(args.profile, ds) as folded,
+        ):
             wait_for(
                 lambda: writes_in(b.requests()) >= minimum and b.synced() == args.orgs,
                 args.timeout,
                 "convergence",
             )
             wall = time.monotonic() - start
-            rss = peak_rss_mb(d.pid)
-            daemon_cpu = cpu_seconds(d.pid)
+            rss = [peak_rss_mb(d.pid) for d in ds]
+            daemon_cpu = [cpu_seconds(d.pid) for d in ds]
+            waited = sum(runqueue_wait_s(d.pid) for d in ds)
         counts = b.requests()
         sim_cpu = cpu_seconds(b.sim_pid)
         stamps = [w["at"] for w in b.sim_get("/_sim/writes")]
+        arrivals, refused = b.arrivals(), b.refused()
+        stored = b.sim_get("/_sim/stats")
     calls = sum(counts.values())
     throttled = sum(n for k, n in counts.items() if k.endswith(" 429"))
     floor = minimum / args.rate
-    return {
-        **headline("cold-start", args),
+    writes = writes_in(counts)
+    peak, peak_at = busiest_second(arrivals)
+    peak_writes, _ = busiest_second(stamps)
+    result = {
+        **headline("cold-start" if replicas == 1 else f"cold-start-{replicas}-replicas", args),
+        "replicas": replicas,
         "wall_s": round(wall, 2),
         "floor_s": round(floor, 2),
         "wall_over_floor": round(wall / floor, 3),
         "start_to_first_write_s": round(min(stamps) - started, 2),
         "first_to_last_write_s": round(max(stamps) - min(stamps), 2),
         "write_span_over_floor": round((max(stamps) - min(stamps)) / floor, 3),
-        "writes": writes_in(counts),
+        "writes": writes,
         "minimum_writes": minimum,
-        "writes_over_minimum": round(writes_in(counts) / minimum, 3),
+        "writes_over_minimum": round(writes / minimum, 3),
+        "objects_in_vapi_over_minimum": stored["assistants"] + stored["tools"] - minimum,
         "calls": calls,
         "calls_by_method_status": dict(sorted(counts.items())),
-        "daemon_cpu_s": round(daemon_cpu, 2),
-        "simulator_cpu_s": round(sim_cpu, 2),
         "share_429": round(throttled / calls, 4),
-        "peak_rss_mb": round(rss, 1),
+        "429s_by_second": dict(Counter(int(t - min(arrivals)) for t in refused)),
+        "peak_requests_1s": peak,
+        "peak_requests_at_s": round(peak_at, 1),
+        "peak_writes_1s": peak_writes,
+        "budget_1s": round(args.rate + args.burst),
+        "daemon_cpu_s": round(sum(daemon_cpu), 2),
+        "daemon_cpu_s_each": [round(c, 2) for c in daemon_cpu],
+        "cpu_ms_per_write": round(1000 * sum(daemon_cpu) / max(writes, 1), 2),
+        "daemon_runqueue_wait_s": round(waited, 2),
+        "simulator_cpu_s": round(sim_cpu, 2),
+        "peak_rss_mb": round(max(rss), 1),
     }
+    if folded:
+        figures, table = profile_figures(folded, writes=writes, cpu_s=sum(daemon_cpu))
+        result.update(figures)
+        print(table)
+    return result
 
 
 @contextmanager
@@ -519,7 +692,10 @@ def change_latency(args: argparse.Namespace) -> dict[str, Any]:
         return change_latency_under_load(args)
     with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b:
         agents = b.agent_ids()
-        with daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency):
+        with (
+            daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency) as d,
+            profiling(args.profile, [d]) as folded,
+        ):
             wait_for(lambda: b.synced() == args.orgs, args.timeout, "convergence")
             time.sleep(1.0)
             samples = []
@@ -528,7 +704,27 @@ def change_latency(args: argparse.Namespace) -> dict[str, Any]:
                 committed = b.edit_prompt(agents[n % len(agents)], f"Prompt revision {n}")
                 wait_for(partial(_more_writes, b, before), 30, "the PATCH")
                 samples.append(b.sim_get("/_sim/writes")[before]["at"] - committed)
-    return {**headline("change-latency", args), **latency_figures(samples)}
+            cpu, waited = cpu_seconds(d.pid), runqueue_wait_s(d.pid)
+        writes = writes_in(b.requests())
+    result = {**headline("change-latency", args), **latency_figures(samples)}
+    return result | daemon_figures(folded, writes=writes, cpu_s=cpu, waited_s=waited)
+
+
+def daemon_figures(
+    folded: list[Path], *, writes: int, cpu_s: float, waited_s: float
+) -> dict[str, Any]:
+    """The daemon's CPU over the run's writes, and its profile when one was recorded."""
+    result = {
+        "writes": writes,
+        "daemon_cpu_s": round(cpu_s, 2),
+        "cpu_ms_per_write": round(1000 * cpu_s / max(writes, 1), 2),
+        "daemon_runqueue_wait_s": round(waited_s, 2),
+    }
+    if folded:
+        figures, table = profile_figures(folded, writes=writes, cpu_s=cpu_s)
+        print(table)
+        result |= figures
+    return result
 
 
 EDIT_MARK = re.compile(r"\[edit (\d+)\]")
@@ -547,13 +743,18 @@ def change_latency_under_load(args: argparse.Namespace) -> dict[str, Any]:
         picked = random.Random(17).sample(b.agent_ids(), min(args.samples, 2 * args.orgs))
         spacing = 0.8 * floor / len(picked)  # edits end before the cold start would
         edited: dict[int, float] = {}
-        with daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency):
+        with (
+            daemon(b, rate=args.rate, burst=args.burst, concurrency=args.concurrency) as d,
+            profiling(args.profile, [d]) as folded,
+        ):
             wait_for(lambda: writes_in(b.requests()) > TOOLS, args.timeout, "the first create")
             start = time.monotonic()
             for n, agent in enumerate(picked):
                 time.sleep(max(0.0, start + n * spacing - time.monotonic()))
                 edited[n] = b.edit_prompt(agent, f"Edited during the cold start [edit {n}]")
             cold = wait_for(lambda: b.synced() == args.orgs and b.idle(), args.timeout, "idle")
+            cpu, waited = cpu_seconds(d.pid), runqueue_wait_s(d.pid)
+        writes = writes_in(b.requests())
         first_seen: dict[int, float] = {}
         for write in b.sim_get("/_sim/writes"):
             for mark in EDIT_MARK.findall(json.dumps(write["body"])):
@@ -567,6 +768,7 @@ def change_latency_under_load(args: argparse.Namespace) -> dict[str, Any]:
         "floor_s": round(floor, 2),
         "converged_after_last_edit_s": round(cold, 1),
         **latency_figures([first_seen[n] - at for n, at in edited.items()]),
+        **daemon_figures(folded, writes=writes, cpu_s=cpu, waited_s=waited),
     }
 
 
@@ -615,6 +817,17 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="simulator seconds/request")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="cold-start: daemons started together, sharing --rate (each daemon divides it)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cold-start, change-latency: py-spy on each daemon, bench/results/<daemon>.folded",
+    )
     parser.add_argument(
         "--under-load",
         action="store_true",

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +27,8 @@ def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespa
         latency=0.0,
         concurrency=8,
         samples=3,
+        replicas=1,
+        profile=False,
         under_load=False,
         minutes=0.01,
         skip_cold_observe=False,
@@ -41,6 +46,37 @@ def test_cold_start_writes_each_object_exactly_once(args: argparse.Namespace) ->
     assert calls["POST /tool 201"] == run.TOOLS
     assert calls["POST /assistant 201"] == 2 * ORGS
     assert not [k for k in calls if k.startswith(("PATCH", "DELETE"))]
+
+
+def test_two_replicas_sharing_a_cold_start_write_each_object_exactly_once(
+    args: argparse.Namespace,
+) -> None:
+    args.replicas = 2
+
+    result = run.cold_start(args)
+
+    assert result["scenario"] == "cold-start-2-replicas"
+    assert result["writes"] == result["minimum_writes"] == run.TOOLS + 2 * ORGS
+    assert result["objects_in_vapi_over_minimum"] == 0
+    assert len(result["daemon_cpu_s_each"]) == 2
+    assert result["peak_requests_1s"] >= 1
+    assert result["peak_writes_1s"] >= 1
+
+
+@pytest.mark.skipif(
+    not (Path(sys.executable).with_name("py-spy").exists() or shutil.which("py-spy")),
+    reason="py-spy is not installed",
+)
+def test_a_profiled_cold_start_shares_the_daemons_cpu_between_categories(
+    args: argparse.Namespace,
+) -> None:
+    args.profile = True
+
+    result = run.cold_start(args)
+
+    assert [Path(p).name for p in result["profile_files"]] == ["bench.folded"]
+    assert result["profile_sampled_cpu_s"] > 0
+    assert sum(c["share"] for c in result["profile"].values()) == pytest.approx(1.0, abs=0.01)
 
 
 def test_a_steady_resync_pass_writes_nothing_and_calls_nothing_but_the_poll(
