@@ -24,6 +24,7 @@ import math
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -254,13 +255,6 @@ def daemon(
     write_config(
         config, rate=rate, burst=burst, concurrency=concurrency, resync=resync, relist=relist
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": b.url,
-        "VAPI_BASE_URL": b.sim,
-        "VAPI_PRIVATE_KEY": KEY,
-        "BACKEND_URL": "https://backend.bench.example",
-    }
     RESULTS.mkdir(exist_ok=True)
     log = (RESULTS / f"{name}.log").open("w")
     process = subprocess.Popen(
@@ -276,7 +270,7 @@ def daemon(
             "--replica-id",
             name,
         ],
-        env=env,
+        env=controller_env(b),
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -287,6 +281,16 @@ def daemon(
         process.terminate()
         process.wait(timeout=120)
         log.close()
+
+
+def controller_env(b: Bench) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": b.url,
+        "VAPI_BASE_URL": b.sim,
+        "VAPI_PRIVATE_KEY": KEY,
+        "BACKEND_URL": "https://backend.bench.example",
+    }
 
 
 @contextmanager
@@ -478,7 +482,9 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
 def cold_start(args: argparse.Namespace) -> dict[str, Any]:
     """``--orgs`` organizations converged from an empty Vapi by ``--replicas`` daemons
     started together, sharing the account's ``--rate`` (and with ``--profile``, where their
-    CPU went)."""
+    CPU went); with ``--one-shot``, by one ``vapi-reconciler reconcile``."""
+    if args.one_shot:
+        return one_shot_cold_start(args)
     minimum = TOOLS + 2 * args.orgs
     replicas = args.replicas
     with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b:
@@ -542,6 +548,53 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
         result.update(figures)
         print(table)
     return result
+
+
+def one_shot_cold_start(args: argparse.Namespace) -> dict[str, Any]:
+    """``vapi-reconciler reconcile`` over the seeded account: wall time from its launch
+    (start-up included) to its exit, its CPU from the kernel's account of waited children."""
+    minimum = TOOLS + 2 * args.orgs
+    with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b:
+        config = b.workdir / "reconcile.toml"
+        write_config(config, rate=args.rate, burst=args.burst, concurrency=args.concurrency)
+        RESULTS.mkdir(exist_ok=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start, started = time.monotonic(), time.time()
+        with (RESULTS / "reconcile.log").open("w") as log:
+            done = subprocess.run(
+                [sys.executable, "-m", "controller", "reconcile", "--config", str(config)],
+                env=controller_env(b),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=args.timeout,
+                check=False,
+            )
+        wall = time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        counts = b.requests()
+        stamps = [w["at"] for w in b.sim_get("/_sim/writes")]
+        synced = b.synced()
+    if done.returncode != 0:
+        sys.exit(f"reconcile exited {done.returncode}: see {RESULTS / 'reconcile.log'}")
+    writes = writes_in(counts)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    floor = minimum / args.rate
+    calls = sum(counts.values())
+    return {
+        **headline("cold-start-reconcile", args),
+        "wall_s": round(wall, 2),
+        "floor_s": round(floor, 2),
+        "wall_over_floor": round(wall / floor, 3),
+        "start_to_first_write_s": round(min(stamps) - started, 2),
+        "writes": writes,
+        "minimum_writes": minimum,
+        "synced": synced,
+        "calls": calls,
+        "calls_by_method_status": dict(sorted(counts.items())),
+        "share_429": round(sum(n for k, n in counts.items() if k.endswith(" 429")) / calls, 4),
+        "reconcile_cpu_s": round(cpu, 2),
+        "cpu_ms_per_write": round(1000 * cpu / max(writes, 1), 2),
+    }
 
 
 @contextmanager
@@ -839,6 +892,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--numbers", action="store_true", help="steady-state: a phone number per inbound agent"
+    )
+    parser.add_argument(
+        "--one-shot",
+        action="store_true",
+        help="cold-start: converge with one `vapi-reconciler reconcile` instead of daemons",
     )
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()

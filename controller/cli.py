@@ -7,7 +7,6 @@ Postgres, rich's displays) is imported inside those commands (tests/unit/test_st
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -22,6 +21,7 @@ from uuid import UUID
 import click
 from sqlalchemy.exc import DBAPIError
 
+from controller.aio import run as run_loop
 from controller.config import ConfigError, Settings, load_settings
 from controller.history_report import history_json, history_text
 from controller.logs import configure_logging, log_banner
@@ -167,7 +167,7 @@ def run(config_path: Path, replica_id: str | None) -> None:
             log_banner(settings, config_path=config_path)  # after every set-up check
             await daemon.run(server)
 
-    asyncio.run(serve())
+    run_loop(serve())
 
 
 @main.command()
@@ -193,7 +193,7 @@ def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
             click.echo(outcome.prune_blocked, err=True)
         return outcome.converged
 
-    sys.exit(0 if asyncio.run(run()) else 1)
+    sys.exit(0 if run_loop(run()) else 1)
 
 
 @main.command()
@@ -218,7 +218,7 @@ def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
             click.echo(plan_text(pending, controls=controls))
         return pending.has_changes
 
-    sys.exit(2 if asyncio.run(run()) else 0)
+    sys.exit(2 if run_loop(run()) else 0)
 
 
 @main.command()
@@ -241,7 +241,7 @@ def status(config_path: Path, org_id: UUID | None, as_json: bool) -> None:
     )
 
     settings = load_settings(config_path, required=False)
-    read = asyncio.run(_read_status(settings, org_id))
+    read = run_loop(_read_status(settings, org_id))
     rows = status_rows_sorted(read.rows)
     if org_id is not None and not rows:
         click.echo(f"error: organization {org_id} is neither desired nor known", err=True)
@@ -302,7 +302,7 @@ def history(config_path: Path, org_id: UUID | None, as_json: bool, limit: int) -
     Kept for [audit] keep_days.
     """
     settings = load_settings(config_path, required=False)
-    rows = asyncio.run(_read_history(settings, org_id=org_id, limit=limit))
+    rows = run_loop(_read_history(settings, org_id=org_id, limit=limit))
     if as_json:
         click.echo(json.dumps(history_json(rows), indent=2))
         return
@@ -332,7 +332,7 @@ def doctor(config_path: Path, as_json: bool) -> None:
     """
     from controller.doctor import as_text, diagnose, passed
 
-    checks = asyncio.run(diagnose(config_path))
+    checks = run_loop(diagnose(config_path))
     if as_json:
         click.echo(json.dumps([c.as_json() for c in checks], indent=2))
     else:
