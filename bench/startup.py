@@ -28,6 +28,8 @@ from bench.run import KEY, RESULTS, Bench, bench, headline, write_config
 RUNS = 9
 TARGET_S = 0.8
 CONCURRENCY = 16
+SETTLE_S = 1.0
+"""A pause before each run, for the set-up's own work (seeding, the simulator's start) to end."""
 IMPORT_PROBE = (
     "import time\nstart = time.perf_counter()\nimport controller.cli\n"
     "print(time.perf_counter() - start)"
@@ -35,12 +37,15 @@ IMPORT_PROBE = (
 
 
 def startup(args: argparse.Namespace) -> dict[str, Any]:
+    """``args``: ``orgs``, ``rate``, ``latency``, ``burst`` as every scenario of
+    ``bench/run.py`` takes them; ``runs`` where given (else ``RUNS``)."""
     runs = getattr(args, "runs", RUNS)
     first_writes, exits = [], []
     for _ in range(runs):
         with bench(args.orgs, rate=args.rate, latency=args.latency, burst=args.burst) as b:
             config = b.workdir / "startup.toml"
             write_config(config, rate=args.rate, burst=args.burst, concurrency=CONCURRENCY)
+            time.sleep(SETTLE_S)
             first_write, exited = reconcile_once(b, config)
         first_writes.append(first_write)
         exits.append(exited)
