@@ -2,7 +2,8 @@
 
 Must stay cheap to import: ``reconcile`` and ``plan`` start from here, so what only some
 commands use (the daemon's HTTP server and alert sinks, the demo's simulator and embedded
-Postgres, rich's displays) is imported inside those commands (tests/unit/test_startup_imports.py).
+Postgres, rich's displays, alembic for ``migrate``, the output of ``plan``, ``status`` and
+``history``) is imported inside those commands (tests/unit/test_startup_imports.py).
 """
 
 from __future__ import annotations
