@@ -2,7 +2,8 @@
 
 Must stay cheap to import: ``reconcile`` and ``plan`` start from here, so what only some
 commands use (the daemon's HTTP server and alert sinks, the demo's simulator and embedded
-Postgres, rich's displays) is imported inside those commands (tests/unit/test_startup_imports.py).
+Postgres, rich's displays, alembic for ``migrate``, the output of ``plan``, ``status`` and
+``history``) is imported inside those commands (tests/unit/test_startup_imports.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from sqlalchemy.exc import DBAPIError
 
 from controller.aio import run as run_loop
 from controller.config import ConfigError, Settings, load_settings
-from controller.history_report import history_json, history_text
 from controller.logs import configure_logging, log_banner
 from controller.preflight import HiddenStateError, ListenError, SetupError, check_setup
 from controller.reconcile.full_pass import plan_pass, reconcile_pass
@@ -33,7 +33,6 @@ from controller.vapi.errors import VapiError
 from controller.version import package_version
 from desired_state.engine import DatabaseURLError, async_engine
 from desired_state.findings import Finding, load_findings
-from desired_state.migrate import migrate as run_migrations
 from desired_state.shape import PlatformShapeError
 from desired_state.views import Overview, load_history, load_overview, load_status_rows
 
@@ -103,13 +102,23 @@ class _Commands(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the installed version is looked up (a scan of the installed packages'
+    metadata) only when asked for, not by every command's start."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"vapi-reconciler {package_version()}")
+        ctx.exit()
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(
-    package_version(),
+@click.option(
     "--version",
     "-V",
-    prog_name="vapi-reconciler",
-    message="%(prog)s %(version)s",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
 )
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING...")
 @click.option(
@@ -130,6 +139,8 @@ def main(log_level: str, log_json: bool | None) -> None:
 @_fails_cleanly
 def migrate(config_path: Path, with_platform_schema: bool) -> None:
     """Create or upgrade the controller's own schema."""
+    from desired_state.migrate import migrate as run_migrations
+
     settings = load_settings(config_path, required=False)
     revision = run_migrations(settings.database.url, with_platform_schema=with_platform_schema)
     click.echo(f"schema at revision {revision}")
@@ -301,6 +312,8 @@ def history(config_path: Path, org_id: UUID | None, as_json: bool, limit: int) -
     redacted), why (desired change, drift, adoption, relink, prune), HTTP status, duration.
     Kept for [audit] keep_days.
     """
+    from controller.history_report import history_json, history_text
+
     settings = load_settings(config_path, required=False)
     rows = run_loop(_read_history(settings, org_id=org_id, limit=limit))
     if as_json:

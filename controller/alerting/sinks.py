@@ -7,7 +7,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import apprise
 import httpx
 
 from controller.alerting import payloads
@@ -66,6 +65,10 @@ class Sinks:
                 headers={"Content-Type": "application/json"},
             )
         elif delivery.sink == "chat":
+            # Imported here: apprise loads every plugin it has at import, which only a
+            # daemon delivering to a chat sink needs (tests/unit/test_startup_imports.py).
+            import apprise
+
             notifier = apprise.Apprise()
             for url in self.chat_urls:
                 notifier.add(url)

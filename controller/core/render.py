@@ -11,9 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import SchemaError
-from jsonschema.validators import Draft202012Validator
-
 from controller.core.desired import DesiredAgent, DesiredTool
 from controller.core.observed import MANAGED_BY, TOOL_ROUTE
 from controller.core.tool_schema import parameters_problem
@@ -207,6 +204,11 @@ def validate_tool(tool: DesiredTool) -> None:
     problem = parameters_problem(tool.parameters)
     if problem:
         raise InvalidToolError(f"tool {tool.name}: {problem}")
+    # Imported here: the heaviest import of the core, needed only once a tool is rendered
+    # (every command reads the settings, which validate agent rows through this module).
+    from jsonschema import SchemaError
+    from jsonschema.validators import Draft202012Validator
+
     try:
         Draft202012Validator.check_schema(dict(tool.parameters))
     except SchemaError as exc:
