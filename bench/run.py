@@ -847,8 +847,17 @@ def chaos(args: argparse.Namespace) -> dict[str, Any]:
     return campaign(args)
 
 
+def startup(args: argparse.Namespace) -> dict[str, Any]:
+    """``reconcile``'s process start to its first write (``bench/startup.py``, which
+    imports this module: imported here only when asked for)."""
+    from bench.startup import startup as measure
+
+    return measure(args)
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "cold-start": cold_start,
+    "startup": startup,
     "steady-state": steady_state,
     "change-latency": change_latency,
     "drift-storm": drift_storm,
@@ -898,6 +907,7 @@ def main() -> None:
         action="store_true",
         help="cold-start: converge with one `vapi-reconciler reconcile` instead of daemons",
     )
+    parser.add_argument("--runs", type=int, default=9, help="startup: runs to take the median of")
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
     result = SCENARIOS[args.scenario](args)

@@ -26,6 +26,7 @@ import click
 from rich.console import Console
 from sqlalchemy import select, update
 
+from controller.aio import run as run_loop
 from controller.config import Settings, load_settings
 from controller.core.observed import ObservedAssistant
 from controller.daemon.metrics import Metrics
@@ -54,7 +55,7 @@ def run_demo(*, orgs: int, console: Console, base: Settings | None = None) -> No
         migrate(url, with_platform_schema=True)
         with tempfile.TemporaryDirectory(prefix="vapi-reconciler-demo-") as workdir:
             story = Story(url, orgs, console, base or Settings(), Path(workdir) / "config.toml")
-            asyncio.run(story.tell())
+            run_loop(story.tell())
     console.print("[bold green]demo finished[/]; everything it created is gone")
 
 

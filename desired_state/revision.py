@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from desired_state.tables import SCHEMA
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 """The newest revision of ``desired_state/migrations`` (a unit test holds it to alembic's
 answer, so a new migration must move it)."""
 
