@@ -10,17 +10,12 @@ Must not change how the simulator answers anything else: the app is wrapped, not
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import time
 
-import uvicorn
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller.simulator.__main__ import LOOPBACK, listening_socket
-from controller.simulator.app import create_app
-from controller.simulator.faults import Faults
+from controller.simulator.__main__ import main as serve
 from controller.simulator.state import SimulatorState
 
 ARRIVALS, REFUSED = "/_bench/arrivals", "/_bench/refused"
@@ -49,29 +44,7 @@ def with_arrivals(app: ASGIApp, state: SimulatorState) -> ASGIApp:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1", choices=LOOPBACK)
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--key", required=True, help="the key the simulator accepts")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
-    parser.add_argument("--rate", type=float, default=None, help="requests/s before 429s")
-    parser.add_argument("--burst", type=int, default=10, help="requests allowed back to back")
-    parser.add_argument("--page-cap", type=int, default=100, help="most items a list returns")
-    args = parser.parse_args()
-    state = SimulatorState(
-        account_key=args.key,
-        faults=Faults(
-            latency_seconds=args.latency,
-            rate_limit_per_second=args.rate,
-            rate_limit_burst=args.burst,
-            page_cap=args.page_cap,
-        ),
-    )
-    sock = listening_socket(args.host, args.port)
-    print(f"listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
-    app = with_arrivals(create_app(state), state)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    serve(with_arrivals)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+from collections.abc import Callable
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from controller.simulator.app import create_app
 from controller.simulator.faults import Faults
 from controller.simulator.state import SimulatorState
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+Wrap = Callable[[ASGIApp, SimulatorState], ASGIApp]
 
 
-def main() -> None:
+def main(wrap: Wrap | None = None) -> None:
+    """``wrap``: an ASGI app around the simulator's own (the benchmarks' request log)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--host",
@@ -45,7 +49,7 @@ def main() -> None:
     )
     sock = listening_socket(args.host, args.port)
     print(f"listening on http://{args.host}:{sock.getsockname()[1]}", flush=True)
-    asyncio.run(make_server(state).serve(sockets=[sock]))
+    asyncio.run(make_server(state, wrap).serve(sockets=[sock]))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -62,9 +66,12 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(state: SimulatorState) -> uvicorn.Server:
+def make_server(state: SimulatorState, wrap: Wrap | None = None) -> uvicorn.Server:
+    app = create_app(state)
     return uvicorn.Server(
-        uvicorn.Config(create_app(state), log_level="warning", access_log=False, lifespan="off")
+        uvicorn.Config(
+            wrap(app, state) if wrap else app, log_level="warning", access_log=False, lifespan="off"
+        )
     )
 
 

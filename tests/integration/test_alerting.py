@@ -66,6 +66,18 @@ async def failing_past_threshold(
     return clinic
 
 
+async def page_refused_once(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
+) -> Alerter:
+    """An organization past the threshold whose page the receiver (down) refused once."""
+    await failing_past_threshold(platform, runtime, sim)
+    watcher = alerter(runtime, receiver)
+    receiver.mode = "down"
+    await round_of(watcher)
+    assert watcher.sink_failures == 1
+    return watcher
+
+
 async def test_a_rejected_org_pages_once_after_the_threshold_and_resolves_once(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
@@ -131,12 +143,7 @@ async def test_a_paused_org_does_not_page(
 async def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, receiver: Receiver
 ) -> None:
-    await failing_past_threshold(platform, runtime, sim)
-    watcher = alerter(runtime, receiver)
-    receiver.mode = "down"
-
-    await round_of(watcher)
-    assert watcher.sink_failures == 1
+    watcher = await page_refused_once(platform, runtime, sim, receiver)
     receiver.mode = "up"
     await asyncio.sleep(1.1)
     await round_of(watcher)
@@ -149,12 +156,7 @@ async def test_a_page_still_unsent_when_its_incident_resolves_is_never_sent_afte
 ) -> None:
     """The page failed (receiver down) and waits in backoff; the organization converges
     meanwhile. The receiver must not get ``firing`` after ``resolved``: it would reopen."""
-    await failing_past_threshold(platform, runtime, sim)
-    watcher = alerter(runtime, receiver)
-    receiver.mode = "down"
-    await round_of(watcher)
-    assert watcher.sink_failures == 1
-
+    watcher = await page_refused_once(platform, runtime, sim, receiver)
     receiver.mode = "up"
     sim.faults.scripted = []
     await reconcile_pass(runtime)
