@@ -141,22 +141,31 @@ async def claim_deliveries(
 ) -> list[Delivery]:
     """Due deliveries, leased so no other replica sends them meanwhile. A page whose
     incident resolved before the page went out (a retry in backoff, or a send cut short by a
-    shutdown) is dropped, never sent after its resolution: a receiver would reopen it."""
+    shutdown) is dropped, never sent after its resolution: a receiver would reopen it. A page
+    being sent right now (its lease not lapsed) is left to finish, and the resolution waits
+    for it."""
     await conn.execute(
         text("""
             update reconciler.alert_deliveries d
             set delivered_at = now(), last_error = 'not sent: resolved before it went out'
-            from reconciler.alerts a
-            where a.id = d.alert_id and d.delivered_at is null and d.event = 'firing'
-              and a.status = 'resolved'
+            where d.id in (
+              select f.id from reconciler.alert_deliveries f
+              join reconciler.alerts a on a.id = f.alert_id
+              where f.delivered_at is null and f.event = 'firing' and a.status = 'resolved'
+                and f.next_attempt_at <= now()
+              for update of f skip locked)
         """)
     )
     rows = await conn.execute(
         text("""
             with due as (
-              select id from reconciler.alert_deliveries
-              where delivered_at is null and next_attempt_at <= now()
-              order by next_attempt_at limit :limit for update skip locked
+              select d.id from reconciler.alert_deliveries d
+              where d.delivered_at is null and d.next_attempt_at <= now()
+                and not (d.event = 'resolved' and exists (
+                  select 1 from reconciler.alert_deliveries f
+                  where f.alert_id = d.alert_id and f.sink = d.sink and f.event = 'firing'
+                    and f.delivered_at is null))
+              order by d.next_attempt_at limit :limit for update skip locked
             )
             update reconciler.alert_deliveries d
             set next_attempt_at = now() + make_interval(secs => :lease), attempts = d.attempts + 1

@@ -191,6 +191,7 @@ async def load_desired(
         shared_assistant_ids=shared,
         contested_numbers=contested_numbers,
         org_tools=links,
+        org_tools_hashed=shape.has("org_tools", "definition_hash"),
     )
 
 

@@ -15,6 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from desired_state.tables import SCHEMA
 
 HEAD_REVISION = "0010"
+RECORD_WRITE = (
+    "reconciler.record_write(text, text, uuid, text, text, text, text, text, uuid, uuid, "
+    "bigint, jsonb)"
+)
+"""The function every Vapi write is recorded by (migration 0010): the role must execute it."""
 """The newest revision of ``desired_state/migrations`` (a unit test holds it to alembic's
 answer, so a new migration must move it)."""
 
@@ -36,5 +41,13 @@ async def schema_problem(conn: AsyncConnection) -> str | None:
         return (
             f"the controller's schema is at revision {current}, this version needs "
             f"{HEAD_REVISION}: run `vapi-reconciler migrate`"
+        )
+    allowed = await conn.scalar(
+        text("select has_function_privilege(:function, 'execute')"), {"function": RECORD_WRITE}
+    )
+    if not allowed:
+        return (
+            f"this role may not execute {SCHEMA}.record_write, which records every Vapi "
+            "write: run deploy/postgres/controller-role.sql again after `migrate`"
         )
     return None

@@ -133,3 +133,6 @@ class DesiredState:
     org_tools: Mapping[UUID, str] = field(default_factory=dict)
     """What ``org_tools`` holds now for the organizations in this snapshot, as
     ``tool_rows_digest`` of its rows (an organization with none is absent)."""
+    org_tools_hashed: bool = True
+    """The platform's ``org_tools`` keeps ``definition_hash`` (the live table has no such
+    column: its rows are compared without it)."""

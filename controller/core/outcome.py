@@ -191,7 +191,8 @@ def links_to_record(
     if outcome.state != "synced" or org is None:
         return None
     rows = linked_tools(org, desired.tools, tool_ids)
-    return None if tool_rows_digest(rows) == desired.org_tools.get(outcome.org_id) else rows
+    stored = rows if desired.org_tools_hashed else {(n, i, None) for n, i, _ in rows}
+    return None if tool_rows_digest(stored) == desired.org_tools.get(outcome.org_id) else rows
 
 
 def linked_tools(

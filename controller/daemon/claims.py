@@ -78,8 +78,9 @@ class Slots:
         except asyncio.CancelledError:
             if handed.done() and not handed.cancelled():  # handed a slot, then cancelled
                 self._release()
-            else:
-                self._waiting.remove(handed)
+            else:  # still queued (``_hand_over`` skips it if it gets there first)
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(handed)
             raise
 
     async def __aexit__(self, *_: object) -> None:
@@ -95,8 +96,11 @@ class Slots:
 
     def _hand_over(self) -> None:
         while self._waiting and self._used < self.size:
+            waiter = self._waiting.popleft()
+            if waiter.done():  # cancelled while queued: its task has not run yet
+                continue
             self._used += 1
-            self._waiting.popleft().set_result(None)
+            waiter.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -176,13 +180,14 @@ class ClaimLoop:
     async def drain(self, grace_seconds: float) -> list[Claim]:
         """Let in-flight work finish within the grace period; cancel the rest and return
         the claims still held (the caller releases them)."""
-        tasks = [task for _, task in self.inflight.values()]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        return [claimed for claimed, _ in self.inflight.values()]
+        tasks = {task: claimed for claimed, task in self.inflight.values()}
+        if not tasks:
+            return []
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return [tasks[task] for task in pending]  # their ``finally`` left ``inflight``
 
     async def _gathered(self, stopping: asyncio.Event) -> int:
         """The room to claim, once worth a claim: while visits write, a slot freed alone
@@ -199,7 +204,7 @@ class ClaimLoop:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), left)
             room = self._room()
-        return room
+        return 0 if stopping.is_set() else room
 
     def _room(self) -> int:
         """Claim again once a slot is free: a batch, less what is already held. While visits

@@ -5,9 +5,10 @@ transport); aiohttp moves the bytes. Per request it costs about a fifth of httpc
 (issue 17: 0.6 ms against 2.7 ms per POST on the benchmark machine), and it sets
 TCP_NODELAY on every connection.
 
-``httpx_aiohttp`` maps every aiohttp connection error to ``httpx.ConnectTimeout``, a refused
-connection included. The client must tell "never sent" (a POST may be retried) from "sent,
-no answer" (it may not), so a failure to connect is handed on as ``httpx.ConnectError``.
+``httpx_aiohttp`` maps every aiohttp connection error to ``httpx.ConnectTimeout``: a refused
+connection, a connection dropped after the request went out, a read timeout alike. The client
+must tell "never sent" (a POST may be retried) from "sent, no answer" (it may not), and an
+operator a timeout from a dropped connection, so each is handed on as what it was.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ class VapiTransport(AiohttpTransport):
             return await super().handle_async_request(request)
         except httpx.ConnectTimeout as exc:
             cause = exc.__cause__
-            if isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(
-                cause, aiohttp.ServerTimeoutError
-            ):
+            if isinstance(cause, aiohttp.ServerTimeoutError):
+                raise httpx.ReadTimeout(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ClientConnectorError):  # never connected
                 raise httpx.ConnectError(str(exc), request=request) from cause
+            if isinstance(cause, aiohttp.ClientConnectionError):  # sent, then dropped
+                raise httpx.ReadError(str(exc), request=request) from cause
             raise
 
 

@@ -8,7 +8,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.preflight import setup_problem
 from controller.reconcile.runtime import Runtime
+from desired_state.revision import RECORD_WRITE
 from desired_state.sample import seed_clinics
 
 
@@ -63,3 +65,23 @@ async def test_the_controller_role_writes_what_it_owns(
         )
         assert linked.scalar_one() == "a-1"
     assert role.startswith("vapi_reconciler")
+
+
+async def test_a_role_that_may_not_record_writes_is_refused_at_start(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    """A role set up before migration 0010 (and PUBLIC's execute revoked) could write to
+    Vapi but record nothing: the set-up check refuses it, naming the script to run again."""
+    async with runtime.engine.connect() as conn:
+        role = (await conn.execute(text("select current_user"))).scalar_one()
+        assert await setup_problem(conn) is None
+    revoke = f"revoke execute on function {RECORD_WRITE} from public, {role}"
+    async with platform.begin() as conn:
+        await conn.execute(text(revoke))
+
+    async with runtime.engine.connect() as conn:
+        problem = await setup_problem(conn)
+
+    assert problem is not None
+    assert "record_write" in str(problem)
+    assert "controller-role.sql" in str(problem)

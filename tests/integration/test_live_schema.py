@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.desired import tool_rows_digest
+from controller.core.outcome import OrgOutcome, links_to_record
 from controller.reconcile.full_pass import reconcile_pass
 from controller.reconcile.runtime import Runtime
 from desired_state.engine import sync_engine
@@ -201,6 +202,23 @@ async def test_org_tools_are_written_and_read_with_a_definition_hash_only_where_
     }
     assert desired.org_tools[clinic.org_id] == tool_rows_digest(rows)
     assert batch.org_tools == {clinic.org_id: tool_rows_digest(rows)}
+
+
+@both
+async def test_a_synced_organization_s_tool_links_are_not_rewritten_on_the_next_visit(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    """The live ``org_tools`` has no ``definition_hash``: what it holds is compared without
+    one, or every visit would rewrite the rows."""
+    async with platform.begin() as conn:
+        clinic = (await seed_clinics(conn, 1))[0]
+    await reconcile_pass(runtime)
+    async with runtime.engine.connect() as conn:
+        desired = await load_desired(conn, org_ids=[clinic.org_id])
+
+    synced = OrgOutcome(clinic.org_id, "synced", "")
+    assert desired.org_tools[clinic.org_id]
+    assert links_to_record(synced, desired, desired.tool_ids) is None
 
 
 @live

@@ -91,3 +91,30 @@ async def test_a_waiter_cancelled_just_after_it_was_handed_a_slot_gives_it_back(
             return "in"
 
     assert await asyncio.wait_for(quick(), 1) == "in"
+
+
+async def test_a_waiter_cancelled_in_the_tick_its_slot_frees_is_skipped_not_handed_it() -> None:
+    """``drain`` cancels queued tasks while holders finish: the freed slot must not go to a
+    cancelled waiter (an error in the holder, a slot lost for good)."""
+    slots = Slots(1)
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with slots:
+            await release.wait()
+
+    async def waiter() -> None:
+        async with slots:
+            await asyncio.sleep(10)
+
+    held = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    release.set()
+    queued.cancel()
+    results = await asyncio.gather(held, queued, return_exceptions=True)
+
+    assert results[0] is None
+    assert isinstance(results[1], asyncio.CancelledError)
+    await asyncio.wait_for(slots.__aenter__(), 1)  # the slot is free
