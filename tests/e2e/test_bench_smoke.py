@@ -29,12 +29,26 @@ def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespa
         samples=3,
         replicas=1,
         profile=False,
+        one_shot=False,
         under_load=False,
         minutes=0.01,
         skip_cold_observe=False,
         numbers=False,
         timeout=120.0,
     )
+
+
+def test_a_one_shot_cold_start_converges_every_organization_once(
+    args: argparse.Namespace,
+) -> None:
+    args.one_shot = True
+
+    result = run.cold_start(args)
+
+    assert result["scenario"] == "cold-start-reconcile"
+    assert result["writes"] == result["minimum_writes"] == run.TOOLS + 2 * ORGS
+    assert result["synced"] == ORGS
+    assert result["reconcile_cpu_s"] > 0
 
 
 def test_cold_start_writes_each_object_exactly_once(args: argparse.Namespace) -> None:
