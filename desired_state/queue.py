@@ -31,6 +31,9 @@ from controller.core.keys import TOOLS, AccountTools, WorkKey
 TOOLS_ROW = UUID(int=0)
 """How the account's tools (``controller.core.keys.TOOLS``) are keyed in the table."""
 
+REPLICAS = "vapi_reconciler_replicas"
+"""NOTIFY channel: a replica joined or left (payload: its id); the others count again."""
+
 
 def row_id(key: WorkKey) -> UUID:
     return TOOLS_ROW if isinstance(key, AccountTools) else key
@@ -304,13 +307,19 @@ async def due_count(conn: AsyncConnection) -> int:
 
 
 async def heartbeat(conn: AsyncConnection, *, replica_id: str, live_within: float) -> int:
-    """Record this replica alive; returns how many replicas are alive (itself included)."""
+    """Record this replica alive; returns how many replicas are alive (itself included).
+    A replica that was not registered announces itself (``REPLICAS``, at commit): the
+    others count it at once instead of at their next heartbeat."""
     await conn.execute(
         text("""
-            insert into reconciler.replicas (replica_id) values (:id)
-            on conflict (replica_id) do update set heartbeat_at = now()
+            with up as (
+              insert into reconciler.replicas (replica_id) values (:id)
+              on conflict (replica_id) do update set heartbeat_at = now()
+              returning xmax = 0 as joined
+            )
+            select pg_notify(:channel, :id) from up where joined
         """),
-        {"id": replica_id},
+        {"id": replica_id, "channel": REPLICAS},
     )
     live = await conn.execute(
         text(
@@ -323,6 +332,11 @@ async def heartbeat(conn: AsyncConnection, *, replica_id: str, live_within: floa
 
 
 async def leave(conn: AsyncConnection, *, replica_id: str) -> None:
+    """Unregister, announced (``REPLICAS``) so the others take its share of the rate back."""
     await conn.execute(
-        text("delete from reconciler.replicas where replica_id = :id"), {"id": replica_id}
+        text("""
+            with gone as (delete from reconciler.replicas where replica_id = :id returning 1)
+            select pg_notify(:channel, :id) from gone
+        """),
+        {"id": replica_id, "channel": REPLICAS},
     )

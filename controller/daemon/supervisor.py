@@ -126,6 +126,7 @@ class Daemon:
                         self.claims.wake,
                         on_change=self.claims.changed,
                         on_gone=self._gone_elsewhere,
+                        on_replicas=self._recount_replicas,
                     )
                 )
                 self._spawn(self._recheck_setup())
@@ -235,6 +236,11 @@ class Daemon:
         if self.reloader is not None:
             reloader = self.reloader
             self._spawn(self.guard.run("reload", lambda: reloader.check(force=True)))
+
+    def _recount_replicas(self) -> None:
+        """A replica joined or left: count them (and share the rate) now, not at the next
+        heartbeat, so replicas started together never overrun the budget for long."""
+        self._spawn(self.guard.run("heartbeat", self.jobs.heartbeat))
 
     def _spawn(self, work: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
         """A task the daemon keeps a reference to until it ends."""

@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from controller.config import Settings
 from controller.core.keys import TOOLS
 from controller.core.outcome import OrgOutcome
+from controller.daemon.listener import listen
 from controller.daemon.settle import Finished, Settler
 from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded
@@ -134,6 +136,36 @@ async def test_live_replicas_are_counted_to_divide_the_rate_budget(runtime: Runt
         assert await queue.heartbeat(conn, replica_id="b", live_within=30) == 2
         await queue.leave(conn, replica_id="b")
         assert await queue.heartbeat(conn, replica_id="a", live_within=30) == 1
+
+
+async def test_a_replica_joining_or_leaving_is_announced_to_the_others(
+    runtime: Runtime, settings: Settings
+) -> None:
+    """Replicas started together each count only themselves at first: the announcement
+    lets each count again at once (their rate shares then add up to the budget)."""
+    heard: list[str] = []
+    wake = asyncio.Event()
+    listening = asyncio.create_task(
+        listen(settings.database.url, wake, on_replicas=lambda: heard.append("count"))
+    )
+    try:
+        await asyncio.wait_for(wake.wait(), 10)
+        assert heard == ["count"]  # on connecting: one may have joined meanwhile
+        async with runtime.engine.begin() as conn:
+            await queue.heartbeat(conn, replica_id="a", live_within=30)
+        async with runtime.engine.begin() as conn:
+            await queue.heartbeat(conn, replica_id="a", live_within=30)  # not a join
+        async with runtime.engine.begin() as conn:
+            await queue.leave(conn, replica_id="a")
+        for _ in range(100):
+            if len(heard) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+    assert heard == ["count", "count", "count"]  # connected, joined, left
 
 
 async def test_a_group_commit_records_only_the_claims_still_held(
