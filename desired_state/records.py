@@ -102,12 +102,20 @@ async def record_write(conn: AsyncConnection, write: WriteRecord, fence: Fence |
             "agent_id": write.agent_id,
             "fence_row": fence.row if fence else None,
             "fence_token": fence.token if fence else None,
-            "audit": json.dumps(_audit_row(write.audit), default=str) if write.audit else None,
+            "audit": json.dumps(_audit_row(write.audit), default=_ids) if write.audit else None,
         },
     )
     if not held:
         assert fence is not None
         raise FencedOutError(f"work row {fence.row}: fencing token {fence.token} is stale")
+
+
+def _ids(value: object) -> str:
+    """The audit row's organization and agent ids as JSON text; any other value that is
+    not JSON is refused, as the column insert refuses it."""
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"audit value of type {type(value).__name__} is not JSON")
 
 
 async def forget(conn: AsyncConnection, *, vapi_id: str) -> None:

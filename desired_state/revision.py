@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from desired_state.tables import SCHEMA
 
 HEAD_REVISION = "0010"
+"""The newest revision of ``desired_state/migrations`` (a unit test holds it to alembic's
+answer, so a new migration must move it)."""
 RECORD_WRITE = (
     "reconciler.record_write(text, text, uuid, text, text, text, text, text, uuid, uuid, "
     "bigint, jsonb)"
 )
 """The function every Vapi write is recorded by (migration 0010): the role must execute it."""
-"""The newest revision of ``desired_state/migrations`` (a unit test holds it to alembic's
-answer, so a new migration must move it)."""
 
 
 async def schema_problem(conn: AsyncConnection) -> str | None:

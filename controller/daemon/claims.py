@@ -230,16 +230,16 @@ class ClaimLoop:
                 self.leases[key].renewed(asked_at=asked_at)
 
     async def _claim(self, room: int) -> int:
-        lease = self.runtime.settings.controller.lease_seconds
+        claim = partial(
+            queue.claim,
+            owner=self.replica_id,
+            lease_seconds=self.runtime.settings.controller.lease_seconds,
+        )
         asked_at = time.monotonic()
         async with self.runtime.engine.begin() as conn:
-            tools = await queue.claim(
-                conn, owner=self.replica_id, limit=1, tools=True, lease_seconds=lease
-            )
-            if not tools:  # the common case: organizations, in the same transaction
-                claims = await queue.claim(
-                    conn, owner=self.replica_id, limit=room, lease_seconds=lease
-                )
+            tools = await claim(conn, limit=1, tools=True)
+            # the common case: organizations, in the same transaction
+            claims = [] if tools else await claim(conn, limit=room)
         self.health.recovered()
         for claimed in tools:  # alone and first: assistants link tool ids
             self._hold(claimed, asked_at)
@@ -247,9 +247,7 @@ class ClaimLoop:
         if tools:
             asked_at = time.monotonic()
             async with self.runtime.engine.begin() as conn:
-                claims = await queue.claim(
-                    conn, owner=self.replica_id, limit=room, lease_seconds=lease
-                )
+                claims = await claim(conn, limit=room)
         if claims:
             orgs = [c.key for c in claims if c.key is not TOOLS]
             began = time.monotonic()  # before the read: a change announced later is newer

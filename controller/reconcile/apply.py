@@ -76,20 +76,13 @@ class Applier:
     fence: Fence | None = None
     """The claim's fencing token: ``agents.vapi_assistant_id`` is linked only under it."""
     _started: float = field(default=0.0, init=False)
-    autocommit: AsyncEngine | None = None
-    """``engine`` with each statement its own transaction (one round trip, no BEGIN or
-    COMMIT); the runtime's, made once (making one costs as much as a write's record)."""
     created: dict[UUID, str] = field(default_factory=dict)
     """Agent id -> the assistant created for it by this applier (a bind in the same plan
     routes the agent's number to it)."""
 
-    def __post_init__(self) -> None:
-        if self.autocommit is None:
-            self.autocommit = autocommit(self.engine)
-
     def _autocommitted(self) -> AsyncConnection:
-        assert self.autocommit is not None
-        return self.autocommit.connect()
+        """A connection whose every statement is its own transaction: one round trip."""
+        return autocommit(self.engine).connect()
 
     async def _route(self, action: Action, number_id: str, assistant_id: str | None) -> None:
         """``PATCH /phone-number/{id} {"assistantId": ...}``: idempotent, so a crash between a

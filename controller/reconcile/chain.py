@@ -357,7 +357,6 @@ class Chain:
             self.cache.state,
             lease or Lease(),
             fence,
-            autocommit=self.runtime.autocommit,
         )
 
 

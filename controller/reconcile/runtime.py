@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import Settings
 from controller.core.keys import AccountTools, WorkKey
 from controller.vapi.client import VapiClient
-from desired_state.engine import autocommit
 
 
 @dataclass
@@ -20,11 +19,6 @@ class Runtime:
     engine: AsyncEngine
     client: VapiClient
     settings: Settings
-    autocommit: AsyncEngine = field(init=False)
-    """``engine`` with each statement its own transaction (``desired_state.engine``)."""
-
-    def __post_init__(self) -> None:
-        self.autocommit = autocommit(self.engine)
 
     def writes_allowed(self, key: WorkKey) -> bool:
         """Writes for ``key`` are allowed by the settings in force now (mode, pauses)."""
