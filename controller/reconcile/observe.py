@@ -177,7 +177,7 @@ class ObservedCache:
         touched: set[WorkKey] = set()
         for body in items:
             known = self.state.get(resource, str(body["id"]))
-            if known is not None and not _newer(body, known.body):
+            if known is not None and not _changed(body, known.body):
                 continue  # the cache already holds this version or a later write of ours
             touched |= self.state.upsert(resource, body)
         self._advance(resource, items)
@@ -210,6 +210,18 @@ class ObservedCache:
         self._watermark[resource] = max(stamps, key=parse_instant)
 
 
-def _newer(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+def _changed(body: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    """Whether a listed ``body`` is a version the cache does not hold. ``updatedAt`` has
+    millisecond resolution: an edit in the same millisecond as the cached version is told
+    apart by its content (a listing leaves out the fields a single GET spells as null)."""
     new, old = body.get("updatedAt"), than.get("updatedAt")
-    return not (new and old) or parse_instant(str(new)) > parse_instant(str(old))
+    if not (new and old):
+        return True
+    listed, cached = parse_instant(str(new)), parse_instant(str(old))
+    if listed != cached:
+        return listed > cached
+    return body != than and _present(body) != _present(than)
+
+
+def _present(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None}

@@ -210,6 +210,43 @@ async def test_the_cache_sees_drift_after_a_cold_start_from_an_empty_account(
     assert {str(org) for org in await cache.poll()} == {"7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d"}
 
 
+async def test_an_edit_in_the_same_millisecond_as_the_cached_version_is_still_seen(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    cache = ObservedCache(runtime.client)
+    await cache.relist()
+    frozen = sim.clock()
+    sim.clock = lambda: frozen  # every stamp below is the same millisecond
+    created = sim.create("assistant", {"name": "Made elsewhere"})
+    await cache.poll()
+    org = "7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d"
+
+    sim.edit_behind_the_back(
+        "assistant", created["id"], {"metadata": {"managed_by": "vapi-reconciler", "org_id": org}}
+    )
+
+    assert {str(touched) for touched in await cache.poll()} == {org}
+    assert await cache.poll() == set()  # the same version listed again is not a change
+
+
+async def test_a_listing_of_the_version_a_write_of_ours_returned_is_not_a_change(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    cache = ObservedCache(runtime.client)
+    await cache.relist()
+    frozen = sim.clock()
+    sim.clock = lambda: frozen
+    org = "7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d"
+    written = sim.create(
+        "assistant", {"name": "Ours", "metadata": {"managed_by": "vapi-reconciler", "org_id": org}}
+    )
+    assert written["firstMessage"] is None  # a single answer spells absent fields as null
+    cache.record_write("assistant", written)
+
+    assert await cache.poll() == set()
+    assert await cache.relist() == set()
+
+
 async def test_a_poll_answer_older_than_a_write_of_ours_does_not_roll_the_cache_back(
     runtime: Runtime, sim: SimulatorState
 ) -> None:
