@@ -22,6 +22,7 @@ from uuid import UUID
 import click
 from sqlalchemy.exc import DBAPIError
 
+from controller import warmup
 from controller.aio import run as run_loop
 from controller.config import ConfigError, Settings, load_settings
 from controller.logs import configure_logging, log_banner
@@ -160,6 +161,7 @@ def run(config_path: Path, replica_id: str | None) -> None:
     Reloads the config file within [controller] reload_interval_seconds and on SIGHUP.
     Serves /healthz, /readyz and /metrics on [server] listen.
     """
+    warmup.start()
     from controller.daemon.metrics import Metrics
     from controller.daemon.supervisor import Daemon
 
@@ -187,6 +189,7 @@ def run(config_path: Path, replica_id: str | None) -> None:
 @_fails_cleanly
 def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
     """One full pass, then exit: 0 if every desired organization converged, 1 otherwise."""
+    warmup.start()
     settings = load_settings(config_path)
 
     async def run() -> bool:
@@ -214,6 +217,7 @@ def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
 @_fails_cleanly
 def plan(config_path: Path, org_ids: tuple[UUID, ...], as_json: bool) -> None:
     """What a pass would change, changing nothing: exit 0 none, 2 pending, 1 error."""
+    warmup.start()
     settings = load_settings(config_path)
 
     async def run() -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
+import httpx
 import pytest
 
 from controller.secret import MasterKey
@@ -13,6 +15,7 @@ from controller.vapi import client as vapi_client
 from controller.vapi.client import VapiClient
 from controller.vapi.errors import OutcomeUnknownError, VapiConnectionError
 from controller.vapi.ratelimit import RateLimiter
+from controller.vapi.transport import tls_context, vapi_transport
 
 
 def client(port: int) -> VapiClient:
@@ -62,3 +65,17 @@ async def test_a_connection_dropped_after_the_request_makes_a_post_unknown_sent_
 
     assert len(received) == 1
     assert [status for (_, _, status) in vapi.calls] == ["VapiConnectionError"]
+
+
+async def test_every_connection_verifies_vapi_against_the_certificate_authorities() -> None:
+    transport = vapi_transport(httpx.Limits(max_connections=4))
+
+    session = transport.get_client()
+    try:
+        context = session.connector._ssl  # type: ignore[union-attr]
+        assert context is tls_context()
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname
+        assert context.cert_store_stats()["x509_ca"] > 0
+    finally:
+        await session.close()

@@ -37,6 +37,9 @@ NEVER_AT_START = (
     "apscheduler",
     "prometheus_client",
 )
+WARMED = ("jsonschema",)
+"""Imported by ``controller.warmup``'s thread beside the start of ``reconcile``, ``plan`` and
+``run`` (when the thread gets to it is not fixed): never by the import of the command line."""
 NEVER_IN_THE_DAEMON = (
     "vapi",
     "pgserver",
@@ -109,7 +112,7 @@ def test_importing_the_command_line_leaves_out(package: str, at_start: list[str]
     assert under(at_start, package) == []
 
 
-@pytest.mark.parametrize("package", NEVER_AT_START)
+@pytest.mark.parametrize("package", [p for p in NEVER_AT_START if p not in WARMED])
 def test_reconcile_up_to_its_first_query_leaves_out(
     package: str, reconcile_started: list[str]
 ) -> None:
