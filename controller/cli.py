@@ -195,9 +195,11 @@ def reconcile(config_path: Path, org_ids: tuple[UUID, ...]) -> None:
     async def run() -> bool:
         with _progress_bar("reconciling organizations") as on_progress:
             async with open_runtime(settings, key=read_master_key()) as runtime:
-                await check_setup(runtime.engine)
                 outcome = await reconcile_pass(
-                    runtime, org_ids=org_ids or None, on_progress=on_progress
+                    runtime,
+                    org_ids=org_ids or None,
+                    on_progress=on_progress,
+                    gate=check_setup(runtime.engine),
                 )
         states = ", ".join(f"{n} {s}" for s, n in sorted(outcome.states().items()))
         click.echo(f"{len(outcome.orgs)} organizations: {states or 'none'}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from uuid import UUID
 
@@ -55,14 +55,17 @@ async def reconcile_pass(
     *,
     org_ids: Collection[UUID] | None = None,
     on_progress: Progress | None = None,
+    gate: Awaitable[None] | None = None,
 ) -> PassOutcome:
+    """``gate``: a check that must pass before anything is written (``reconcile`` gives the
+    set-up check, read beside Vapi's first listing); its error ends the pass."""
     reconcile_id = uuid.uuid4().hex[:12]
     outcome = PassOutcome(reconcile_id)
+    # Independent reads at once, each on its own connection (start-up's critical path:
+    # issue 17); nothing is written before ``gate`` (the set-up check) passed.
+    chain, for_tools = await _read_beside(gate, _observed_chain(runtime), _load(runtime, ()))
     await report_findings(runtime.engine)
-    chain = await _observed_chain(runtime)
-    tools = await chain.reconcile_tools(
-        await _load(runtime, ()), reconcile_id=reconcile_id, limit=NO_DELETES
-    )
+    tools = await chain.reconcile_tools(for_tools, reconcile_id=reconcile_id, limit=NO_DELETES)
     desired = await _load(runtime, org_ids)  # after the tools: their ids are current
     plans = await _prepare(chain, desired, org_ids)
     limit = _pass_limit(runtime, chain.cache.state, plans, tool_deletes=len(tools.plan.orphans))
@@ -96,6 +99,28 @@ async def reconcile_pass(
         calls=sum(runtime.client.calls.values()),
     )
     return outcome
+
+
+async def _read_beside(
+    gate: Awaitable[None] | None, observing: Awaitable[Chain], loading: Awaitable[DesiredState]
+) -> tuple[Chain, DesiredState]:
+    """Both reads, beside the gate. When one fails the others are cancelled, and the gate's
+    error comes first: a set-up that is wrong says so, not how a read tripped over it."""
+    checked = asyncio.ensure_future(gate if gate is not None else asyncio.sleep(0))
+    chain, desired = asyncio.ensure_future(observing), asyncio.ensure_future(loading)
+    try:
+        await asyncio.gather(checked, chain, desired)
+    except BaseException:
+        for task in (chain, desired):
+            task.cancel()
+        await asyncio.gather(chain, desired, return_exceptions=True)
+        if not checked.done():
+            await asyncio.wait([checked])
+        failed = None if checked.cancelled() else checked.exception()
+        if failed is not None:
+            raise failed from None
+        raise
+    return chain.result(), desired.result()
 
 
 async def _observed_chain(runtime: Runtime) -> Chain:
