@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from sqlalchemy import and_, delete, text, update
+from sqlalchemy import and_, delete, or_, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,26 +34,65 @@ late duplicate of the assistant Postgres links (duplicate), or only the render s
 changed (config)."""
 
 
-_RECORD_INTENT = text("""
+_RECORD_INTENTS = text("""
     insert into reconciler.vapi_objects as o (kind, owner_key, org_id, state, intent_at)
-    values (:kind, :owner_key, :org_id, 'creating', now())
+    select kind, owner_key, org_id, 'creating', now()
+    from unnest(cast(:kinds as text[]), cast(:owner_keys as text[]), cast(:org_ids as uuid[]))
+        as i(kind, owner_key, org_id)
     on conflict on constraint vapi_objects_kind_owner_key_key do update
     set state = 'creating', intent_at = now(), updated_at = now()
+    returning kind, owner_key, intent_at
 """)
 
 
-async def record_intent(
-    conn: AsyncConnection, *, kind: Kind, owner_key: str, org_id: UUID | None
+@dataclass(frozen=True)
+class Intent:
+    """A POST about to be sent that cannot be repeated safely: the object it creates."""
+
+    kind: Kind
+    owner_key: str
+    org_id: UUID | None
+
+
+async def record_intents(
+    conn: AsyncConnection, intents: Collection[Intent]
+) -> dict[tuple[Kind, str], datetime]:
+    """Before POSTs that cannot be repeated safely: say each may have happened (one
+    statement for all of them; the next pass confirms what became of each). Returns when
+    each was recorded, by (kind, owner key): ``drop_intents`` drops an intent only while it
+    is still that one."""
+    if not intents:
+        return {}
+    unique = list({(i.kind, i.owner_key): i for i in intents}.values())
+    rows = await conn.execute(
+        _RECORD_INTENTS,
+        {
+            "kinds": [i.kind for i in unique],
+            "owner_keys": [i.owner_key for i in unique],
+            "org_ids": [i.org_id for i in unique],
+        },
+    )
+    return {(row.kind, row.owner_key): row.intent_at for row in rows}
+
+
+async def drop_intents(
+    conn: AsyncConnection, recorded: Mapping[tuple[Kind, str], datetime]
 ) -> None:
-    """Before a POST that cannot be repeated safely: say it may have happened."""
-    await conn.execute(_RECORD_INTENT, {"kind": kind, "owner_key": owner_key, "org_id": org_id})
-
-
-async def drop_intent(conn: AsyncConnection, *, kind: Kind, owner_key: str) -> None:
-    """The POST was refused: back to what the registry held before the intent."""
+    """The POSTs were refused or never sent: back to what the registry held before. An
+    intent recorded again since (by a replica that took the organization over) stays."""
+    if not recorded:
+        return
     mine = and_(
-        vapi_objects.c.kind == kind,
-        vapi_objects.c.owner_key == owner_key,
+        or_(
+            *(
+                and_(
+                    vapi_objects.c.kind == kind,
+                    vapi_objects.c.owner_key == owner_key,
+                    vapi_objects.c.intent_at == at,
+                )
+                for (kind, owner_key), at in recorded.items()
+            )
+        ),
         vapi_objects.c.state == "creating",
     )
     await conn.execute(delete(vapi_objects).where(mine, vapi_objects.c.vapi_id.is_(None)))

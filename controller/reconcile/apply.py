@@ -10,8 +10,9 @@ update, each a single autocommit statement: the intent, then ``reconciler.record
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -58,6 +59,7 @@ from desired_state.records import (
     AuditOutcome,
     Fence,
     FieldWrite,
+    Intent,
     Kind,
     WriteRecord,
 )
@@ -79,16 +81,35 @@ class Applier:
     created: dict[UUID, str] = field(default_factory=dict)
     """Agent id -> the assistant created for it by this applier (a bind in the same plan
     routes the agent's number to it)."""
+    _declared: dict[tuple[Kind, str], datetime] = field(default_factory=dict, init=False)
+    """Creates whose intent ``declare`` recorded ahead, not sent yet: when it was recorded."""
 
     def _autocommitted(self) -> AsyncConnection:
         """A connection whose every statement is its own transaction: one round trip."""
         return autocommit(self.engine).connect()
 
+    async def declare(self, actions: Iterable[Action]) -> None:
+        """The intents of every create among ``actions`` in one statement, before the first
+        is sent; each create then records none of its own. Those a plan cut short never
+        sent are withdrawn (``withdraw``); after a crash the next pass confirms in Vapi that
+        nothing was created before it creates."""
+        intents = [_intent(a) for a in actions if isinstance(a, CreateTool | CreateAssistant)]
+        if intents:
+            async with self._autocommitted() as conn:
+                self._declared.update(await records.record_intents(conn, intents))
+
+    async def withdraw(self) -> None:
+        """Drop the declared intents of creates never sent: no doubt is left about them."""
+        if self._declared:
+            unsent, self._declared = self._declared, {}
+            async with self.engine.begin() as conn:
+                await records.drop_intents(conn, unsent)
+
     async def _route(self, action: Action, number_id: str, assistant_id: str | None) -> None:
         """``PATCH /phone-number/{id} {"assistantId": ...}``: idempotent, so a crash between a
         create and its bind heals on the next pass."""
         response = await self._update("phone-number", number_id, {"assistantId": assistant_id})
-        async with self.engine.begin() as conn:
+        async with self._autocommitted() as conn:
             await records.write_audit(conn, [self._entry(action, vapi_id=str(response["id"]))])
 
     async def apply(self, action: Action) -> ActionResult:
@@ -114,9 +135,7 @@ class Applier:
     async def _run(self, action: Action) -> None:
         match action:
             case CreateTool():
-                await self._create(
-                    "tool", action.tool_name, None, {"type": "function", **action.body}, action
-                )
+                await self._create({"type": "function", **action.body}, action)
             case AdoptTool():
                 await self._record("tool", action.tool_name, None, action.vapi_id, None, None)
             case UpdateTool():
@@ -133,9 +152,7 @@ class Applier:
             case DeleteTool():
                 await self._delete("tool", action.vapi_id, action)
             case CreateAssistant():
-                await self._create(
-                    "assistant", str(action.agent_id), action.org_id, action.body, action
-                )
+                await self._create(action.body, action)
             case LinkAssistant():
                 await self._write_record(
                     WriteRecord(
@@ -171,21 +188,18 @@ class Applier:
             case ReleasePhoneNumber():
                 await self._route(action, action.number_id, None)
 
-    async def _create(
-        self,
-        resource: Kind,
-        owner_key: str,
-        org_id: UUID | None,
-        body: Mapping[str, Any],
-        action: CreateTool | CreateAssistant,
-    ) -> None:
-        async with self._autocommitted() as conn:
-            await records.record_intent(conn, kind=resource, owner_key=owner_key, org_id=org_id)
+    async def _create(self, body: Mapping[str, Any], action: CreateTool | CreateAssistant) -> None:
+        intent = _intent(action)
+        resource, owner_key, org_id = intent.kind, intent.owner_key, intent.org_id
+        recorded = self._declared.pop((resource, owner_key), None)
+        if recorded is None:
+            async with self._autocommitted() as conn:
+                recorded = (await records.record_intents(conn, [intent]))[resource, owner_key]
         try:
             response = await self.client.create(resource, body, may_write=self.lease.alive)
         except (VapiClientError, WriteAbandonedError):  # refused or never sent: no doubt
             async with self.engine.begin() as conn:
-                await records.drop_intent(conn, kind=resource, owner_key=owner_key)
+                await records.drop_intents(conn, {(resource, owner_key): recorded})
             raise
         if self.observed is not None:
             self.observed.upsert(resource, response)
@@ -284,7 +298,7 @@ class Applier:
             error=error,
             duration_ms=duration_ms,
         )
-        async with self.engine.begin() as conn:
+        async with self._autocommitted() as conn:
             await records.write_audit(conn, [entry])
 
     def _entry(
@@ -320,6 +334,14 @@ class Applier:
             changes=_changes_of(action),
             duration_ms=duration_ms,
         )
+
+
+def _intent(action: CreateTool | CreateAssistant) -> Intent:
+    """The registry row a create is recorded under: a tool by its name, an assistant by
+    its agent."""
+    if isinstance(action, CreateTool):
+        return Intent("tool", action.tool_name, None)
+    return Intent("assistant", str(action.agent_id), action.org_id)
 
 
 SUCCESS_STATUS = {"POST": 201, "PATCH": 200, "DELETE": 200}

@@ -256,14 +256,22 @@ class Chain:
 
     async def _apply(self, plan: OrgPlan, applier: Applier) -> list[ActionResult]:
         """One action at a time, each only while the settings in force allow writes (and,
-        inside the applier, only while the claim's lease holds)."""
+        inside the applier, only while the claim's lease holds); the intents of the plan's
+        creates are recorded first, in one statement."""
         if plan.blocked or plan.error:
             return []
         results: list[ActionResult] = []
-        for action in plan.actions:
-            if not self.runtime.writes_allowed(plan.org_id):
-                break
-            results.append(await applier.apply(action))
+        if self.runtime.writes_allowed(plan.org_id):
+            await applier.declare(plan.actions)
+        try:
+            for action in plan.actions:
+                if not self.runtime.writes_allowed(plan.org_id):
+                    break
+                results.append(await applier.apply(action))
+        except WriteAbandonedError:
+            await applier.withdraw()
+            raise
+        await applier.withdraw()  # paused mid-plan: the creates it did not get to
         return results
 
     def _judge(
@@ -332,6 +340,7 @@ class Chain:
         creates = [a for a in actions if isinstance(a, CreateTool)]
         results: list[ActionResult] = []
         if creates and self.runtime.writes_allowed(TOOLS):
+            await applier.declare(creates)
             results += await asyncio.gather(*(applier.apply(a) for a in creates))
         for action in actions:
             if isinstance(action, CreateTool):

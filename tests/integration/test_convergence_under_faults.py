@@ -205,6 +205,31 @@ async def test_a_write_whose_lease_expired_is_abandoned_and_leaves_no_doubt(
     assert doubts.first() is None, "an unsent create leaves no intent to doubt"
 
 
+async def test_a_plan_paused_after_its_first_create_leaves_no_intent_for_the_next(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intents of a plan's creates are recorded together before the first is sent; a
+    create the plan never got to leaves no doubt behind."""
+    async with platform.begin() as conn:
+        (clinic,) = await seed_clinics(conn, 1)
+    await reconcile_pass(runtime, org_ids=[])  # the tools only
+    chain = await chain_over(runtime)
+    sim.writes.clear()
+    monkeypatch.setattr(runtime, "writes_allowed", lambda key: not writes(sim, "POST"))
+
+    await reconciled(chain, clinic.org_id)
+
+    (created,) = writes(sim, "POST")
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(select(vapi_objects.c.owner_key, vapi_objects.c.state))).all()
+    assert [r.owner_key for r in rows if r.state == "creating"] == []
+    assert {r.owner_key for r in rows if r.state == "present"} >= {
+        str(assistant["metadata"]["agent_id"])
+        for assistant in sim.objects["assistant"].values()
+        if assistant["id"] == created.vapi_id
+    }
+
+
 async def test_a_stale_claim_cannot_move_an_agents_assistant_link(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -18,6 +19,8 @@ from controller.reconcile.runtime import Runtime
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import ScriptedFault, SimulatorState, SimulatorTransport
+from desired_state import records
+from desired_state.records import Intent
 from desired_state.sample import seed_clinics
 from tests.conftest import TEST_KEY
 from tests.integration.helpers import assistant_of_agent, writes
@@ -120,6 +123,32 @@ async def test_a_refused_post_leaves_no_doubt_behind(
     assert not first.converged
     assert second.converged
     assert len(writes(sim, "POST")) == 6 + 2
+
+
+async def test_dropping_an_intent_spares_one_another_replica_recorded_since(
+    runtime: Runtime,
+) -> None:
+    """A replica that lost its claim withdraws its unsent creates; the replica that took the
+    organization over may have recorded its own intent for the same agent meanwhile, and
+    that doubt must survive (else a lost answer to its POST could end in a duplicate)."""
+    org, agent = uuid.uuid4(), str(uuid.uuid4())
+    intent = Intent("assistant", agent, org)
+    async with runtime.engine.connect() as conn:
+        stale = await records.record_intents(conn, [intent])
+        await conn.commit()
+        await records.record_intents(conn, [intent])  # the new owner's, a later transaction
+        await conn.commit()
+        await records.drop_intents(conn, stale)
+        await conn.commit()
+        kept = await conn.scalar(
+            text("select count(*) from reconciler.vapi_objects where state = 'creating'")
+        )
+        await records.drop_intents(conn, await records.record_intents(conn, [intent]))
+        dropped = await conn.scalar(
+            text("select count(*) from reconciler.vapi_objects where state = 'creating'")
+        )
+
+    assert (kept, dropped) == (1, 0)
 
 
 async def test_concurrent_doubts_share_one_confirming_listing(
