@@ -26,7 +26,7 @@ from controller.reconcile.findings import report_findings
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PassPruneLimit
 from controller.reconcile.runtime import Runtime
-from desired_state.load import has_phone_numbers, load_desired
+from desired_state.load import has_phone_numbers, load_desired, load_tool_ids
 
 Progress = Callable[[int, int], None]
 """Told (organizations done, organizations planned) as a pass goes."""
@@ -65,8 +65,13 @@ async def reconcile_pass(
     # issue 17); nothing is written before ``gate`` (the set-up check) passed.
     chain, for_tools = await _read_beside(gate, _observed_chain(runtime), _load(runtime, ()))
     await report_findings(runtime.engine)
-    tools = await chain.reconcile_tools(for_tools, reconcile_id=reconcile_id, limit=NO_DELETES)
-    desired = await _load(runtime, org_ids)  # after the tools: their ids are current
+    loading = asyncio.ensure_future(_load(runtime, org_ids))  # read while the tools are written
+    try:
+        tools = await chain.reconcile_tools(for_tools, reconcile_id=reconcile_id, limit=NO_DELETES)
+    except BaseException:
+        loading.cancel()
+        raise
+    desired = replace(await loading, tool_ids=await _tool_ids(runtime))  # ids as written
     plans = await _prepare(chain, desired, org_ids)
     limit = _pass_limit(runtime, chain.cache.state, plans, tool_deletes=len(tools.plan.orphans))
     outcome.prune_blocked = "" if limit.decision.allowed else limit.decision.reason
@@ -129,6 +134,11 @@ async def _observed_chain(runtime: Runtime) -> Chain:
     cache = ObservedCache(runtime.client, phones=phones)
     await cache.relist()
     return Chain(runtime, cache)
+
+
+async def _tool_ids(runtime: Runtime) -> dict[str, str]:
+    async with runtime.engine.connect() as conn:
+        return await load_tool_ids(conn)
 
 
 async def _load(runtime: Runtime, org_ids: Collection[UUID] | None) -> DesiredState:
