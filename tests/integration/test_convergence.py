@@ -210,13 +210,20 @@ async def test_the_cache_sees_drift_after_a_cold_start_from_an_empty_account(
     assert {str(org) for org in await cache.poll()} == {"7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d"}
 
 
-async def test_an_edit_in_the_same_millisecond_as_the_cached_version_is_still_seen(
-    runtime: Runtime, sim: SimulatorState
-) -> None:
+async def cache_in_one_millisecond(runtime: Runtime, sim: SimulatorState) -> ObservedCache:
+    """A listed cache over an empty account whose clock stands still from now on: every
+    ``updatedAt`` the simulator stamps is the same millisecond."""
     cache = ObservedCache(runtime.client)
     await cache.relist()
     frozen = sim.clock()
-    sim.clock = lambda: frozen  # every stamp below is the same millisecond
+    sim.clock = lambda: frozen
+    return cache
+
+
+async def test_an_edit_in_the_same_millisecond_as_the_cached_version_is_still_seen(
+    runtime: Runtime, sim: SimulatorState
+) -> None:
+    cache = await cache_in_one_millisecond(runtime, sim)
     created = sim.create("assistant", {"name": "Made elsewhere"})
     await cache.poll()
     org = "7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d"
@@ -232,10 +239,7 @@ async def test_an_edit_in_the_same_millisecond_as_the_cached_version_is_still_se
 async def test_a_listing_of_the_version_a_write_of_ours_returned_is_not_a_change(
     runtime: Runtime, sim: SimulatorState
 ) -> None:
-    cache = ObservedCache(runtime.client)
-    await cache.relist()
-    frozen = sim.clock()
-    sim.clock = lambda: frozen
+    cache = await cache_in_one_millisecond(runtime, sim)
     org = "7d4b8f8e-2a47-4d7b-9a57-1f0f1c2b3c4d"
     written = sim.create(
         "assistant", {"name": "Ours", "metadata": {"managed_by": "vapi-reconciler", "org_id": org}}
