@@ -161,10 +161,10 @@ def run(config_path: Path, replica_id: str | None) -> None:
     Reloads the config file within [controller] reload_interval_seconds and on SIGHUP.
     Serves /healthz, /readyz and /metrics on [server] listen.
     """
-    warmup.start()
     from controller.daemon.metrics import Metrics
     from controller.daemon.supervisor import Daemon
 
+    warmup.start()
     settings = load_settings(config_path)
     key = read_master_key()
 

@@ -1,11 +1,12 @@
-"""What the first Vapi write will need, made beside start-up's own waiting.
+"""What the first Vapi request will need, made beside start-up's own waiting.
 
-``reconcile``, ``run`` and ``plan`` start this before they connect anywhere. Two costs of
-their start-up are not on its critical path: loading the CA certificates of the Vapi
-transport's TLS context (OpenSSL, outside the GIL) and importing jsonschema (the check of
-the tools' parameter schemas). A thread does both while the main thread waits on Postgres
-and on Vapi's first listing; whatever needs one first waits for it (a lock, the import lock).
-Issue 17: the first write within 0.8 s of process start.
+``reconcile``, ``run`` and ``plan`` start this before they connect anywhere. Three costs of
+their start-up are not on its critical path: importing the Vapi transport (aiohttp), loading
+the CA certificates of its TLS context (OpenSSL, outside the GIL), and importing jsonschema
+(the check of the tools' parameter schemas). A thread does them, in the order they are
+needed, while the main thread waits on Postgres and then on Vapi's first listing; whatever
+needs one first waits for it (a lock, the import lock). Issue 17: the first write within
+0.8 s of process start.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def start() -> None:
 
 
 def _warm() -> None:
+    import controller.vapi.aiohttp_transport  # noqa: F401
+
     tls_context()
     from jsonschema.validators import Draft202012Validator
 

@@ -12,10 +12,11 @@ import pytest
 
 from controller.secret import MasterKey
 from controller.vapi import client as vapi_client
+from controller.vapi.aiohttp_transport import AiohttpVapiTransport
 from controller.vapi.client import VapiClient
 from controller.vapi.errors import OutcomeUnknownError, VapiConnectionError
 from controller.vapi.ratelimit import RateLimiter
-from controller.vapi.transport import tls_context, vapi_transport
+from controller.vapi.transport import tls_context
 
 
 def client(port: int) -> VapiClient:
@@ -68,7 +69,7 @@ async def test_a_connection_dropped_after_the_request_makes_a_post_unknown_sent_
 
 
 async def test_every_connection_verifies_vapi_against_the_certificate_authorities() -> None:
-    transport = vapi_transport(httpx.Limits(max_connections=4))
+    transport = AiohttpVapiTransport(limits=httpx.Limits(max_connections=4))
 
     session = transport.get_client()
     try:

@@ -28,6 +28,7 @@ NEVER_AT_START = (
     "alembic",  # migrate only; the schema check compares with HEAD_REVISION
     "mako",
     "jsonschema",  # once a tool is rendered
+    "aiohttp",  # the Vapi transport, made at the first request
     "rich",  # terminal output only
     "pygments",
     "httpx._main",  # httpx's own command line, which imports rich
@@ -37,7 +38,7 @@ NEVER_AT_START = (
     "apscheduler",
     "prometheus_client",
 )
-WARMED = ("jsonschema",)
+WARMED = ("jsonschema", "aiohttp")
 """Imported by ``controller.warmup``'s thread beside the start of ``reconcile``, ``plan`` and
 ``run`` (when the thread gets to it is not fixed): never by the import of the command line."""
 NEVER_IN_THE_DAEMON = (
