@@ -40,7 +40,7 @@ from controller.core.outcome import (
     links_to_record,
     org_outcome,
 )
-from controller.core.plan import assistant_context, plan_org, plan_tools
+from controller.core.plan import InSyncMemo, assistant_context, plan_org, plan_tools
 from controller.reconcile.apply import Applier
 from controller.reconcile.lease import Lease
 from controller.reconcile.observe import ObservedCache
@@ -83,6 +83,9 @@ class Chain:
     _rollout_admitted: dict[str, int] = field(default_factory=dict, init=False)
     """Render digest -> configuration-caused updates this process admitted (mass-update
     guard)."""
+    _in_sync: InSyncMemo = field(default_factory=dict, init=False)
+    """Agents last found in sync, and from what (``controller.core.plan.InSync``): a resync
+    of an unchanged organization skips rendering and comparing."""
 
     # -- organizations -------------------------------------------------------------------
     async def reconcile_org(
@@ -212,6 +215,7 @@ class Chain:
             prune=settings.controller.prune,
             numbers=self._numbers(org, mine) if self.cache.phones else None,
             releasable=releasable,
+            memo=self._in_sync,
         )
 
     def _numbers(
