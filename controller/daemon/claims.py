@@ -12,7 +12,6 @@ import collections
 import contextlib
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from functools import partial
 from uuid import UUID
@@ -301,7 +300,7 @@ class ClaimLoop:
 
     async def _work(self, claimed: Claim, desired: Snapshot) -> None:
         started = time.monotonic()
-        reconcile_id = uuid.uuid4().hex[:12]
+        reconcile_id = f"{random.getrandbits(48):012x}"  # a log correlation id: uuid4 cost more
         result = "error"
         try:
             async with self.slots.held() as slot:
