@@ -285,3 +285,21 @@ def test_an_in_sync_verdict_is_dropped_when_any_of_its_inputs_changes() -> None:
     assert actions(found=odd, context=trusted) == []
     assert actions(found=odd, context=trusted) == []
     assert actions(found=odd) == [UpdateAssistant]
+
+
+def test_the_observed_state_version_moves_on_every_change() -> None:
+    from controller.core.observed import ObservedState
+
+    state = ObservedState()
+    seen = [state.version]
+    state.upsert("assistant", {"id": "a1", "metadata": {"org_id": str(ORG)}})
+    seen.append(state.version)
+    state.upsert("tool", {"id": "t1", "type": "function"})
+    seen.append(state.version)
+    state.upsert("assistant", {"id": "a2", "metadata": ["unusable"]})
+    seen.append(state.version)
+    state.remove("assistant", "a1")
+    seen.append(state.version)
+    state.remove("assistant", "never-there")
+    seen.append(state.version)
+    assert seen == sorted(set(seen)), "strictly increasing"
