@@ -136,3 +136,10 @@ class DesiredState:
     org_tools_hashed: bool = True
     """The platform's ``org_tools`` keeps ``definition_hash`` (the live table has no such
     column: its rows are compared without it)."""
+
+    @cached_property
+    def tool_rows_by_roles(self) -> dict[frozenset[str], tuple[frozenset[ToolRow], str | None]]:
+        """A memo of ``controller.core.outcome.links_to_record``: the agents' roles -> the
+        ``org_tools`` rows an organization with them links, and their digest as stored
+        (``tools``, ``tool_ids`` and ``org_tools_hashed`` are the snapshot's)."""
+        return {}

@@ -169,6 +169,9 @@ class ObservedState:
         self._numbers: dict[str, ObservedPhoneNumber] = {}
         self._numbers_by_assistant: dict[str, set[str]] = {}
         self._managed = 0
+        self.version = 0
+        """Moves on every change (``upsert``, ``remove``): what was derived from the state
+        at one version holds while it has not moved."""
         self.listed = False
         """Filled by a complete listing (only then is absence meaningful)."""
         for body in assistants:
@@ -224,6 +227,7 @@ class ObservedState:
     def upsert(self, resource: Resource, body: Mapping[str, Any]) -> set[WorkKey]:
         """Store ``body`` (or set it aside as unusable); returns the work keys it touched."""
         touched = self.remove(resource, str(body["id"]))
+        self.version += 1
         problem = shape_problem(resource, body)
         if problem is not None:
             meta = body.get("metadata")
@@ -257,6 +261,7 @@ class ObservedState:
         return touched
 
     def remove(self, resource: Resource, vapi_id: str) -> set[WorkKey]:
+        self.version += 1
         touched: set[WorkKey] = set()
         gone = self._unusable.pop(vapi_id, None)
         if gone is not None and gone.org_tag is not None:

@@ -190,9 +190,15 @@ def links_to_record(
     org = desired.orgs.get(outcome.org_id)
     if outcome.state != "synced" or org is None:
         return None
-    rows = linked_tools(org, desired.tools, tool_ids)
-    stored = rows if desired.org_tools_hashed else {(n, i, None) for n, i, _ in rows}
-    return None if tool_rows_digest(stored) == desired.org_tools.get(outcome.org_id) else rows
+    roles = frozenset(agent.role for agent in org.agents)
+    # the same for every organization with these roles: computed once per snapshot
+    memo = desired.tool_rows_by_roles if tool_ids is desired.tool_ids else {}
+    if roles not in memo:
+        rows = linked_tools(org, desired.tools, tool_ids)
+        stored = rows if desired.org_tools_hashed else {(n, i, None) for n, i, _ in rows}
+        memo[roles] = rows, tool_rows_digest(stored)
+    rows, digest = memo[roles]
+    return None if digest == desired.org_tools.get(outcome.org_id) else rows
 
 
 def linked_tools(

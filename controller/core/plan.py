@@ -7,8 +7,8 @@ that ``assistant_context`` derives from a snapshot); deletions are bounded (``gu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -199,6 +199,88 @@ def planned_tool_ids(registry: Mapping[str, str], tools: ToolPlan) -> dict[str, 
     return ids
 
 
+@dataclass(frozen=True)
+class InSync:
+    """An agent found in sync with its assistant (no action), and everything that verdict
+    was drawn from: while all of it is the same, so is the verdict (the plan is a pure
+    function of it), and rendering and comparing again can be skipped."""
+
+    agent: DesiredAgent
+    current: ObservedAssistant
+    """Compared by identity: the cache makes a new object for every new version."""
+    tool_ids: Sequence[str]
+    baseline: Baseline | None
+    tool_ids_by_role: Mapping[str, Sequence[str]]
+    owned_tool_ids: frozenset[str]
+    existing_tool_ids: frozenset[str] | None
+    defaults: RenderDefaults
+    backend_url: str
+
+    @classmethod
+    def of(
+        cls,
+        agent: DesiredAgent,
+        current: ObservedAssistant,
+        tool_ids: Sequence[str],
+        context: AssistantContext,
+    ) -> InSync:
+        """The verdict for ``agent``; its strings equal to the observed body's are kept as
+        the body's own objects (the cache holds them anyway: a memo costs no second copy
+        of every prompt)."""
+        model = current.body.get("model")
+        messages = model.get("messages") if isinstance(model, Mapping) else None
+        prompt = messages[0].get("content") if isinstance(messages, list) and messages else None
+        shared: dict[str, Any] = {
+            name: found
+            for name, found in (
+                ("system_prompt", prompt),
+                ("first_message", current.body.get("firstMessage")),
+                ("name", current.body.get("name")),
+            )
+            if type(found) is str and found == getattr(agent, name)
+        }
+        return cls(
+            replace(agent, **shared) if shared else agent,
+            current,
+            tuple(tool_ids),
+            context.baselines.get(current.id),
+            context.tool_ids_by_role,
+            context.owned_tool_ids,
+            context.existing_tool_ids,
+            context.defaults,
+            context.backend_url,
+        )
+
+    def holds(
+        self,
+        agent: DesiredAgent,
+        current: ObservedAssistant,
+        tool_ids: Sequence[str],
+        context: AssistantContext,
+    ) -> bool:
+        """Whether the verdict still stands: every input the same."""
+        return (
+            self.current is current
+            and self.agent == agent
+            and tuple(tool_ids) == self.tool_ids
+            and context.baselines.get(current.id) == self.baseline
+            and _same(self.tool_ids_by_role, context.tool_ids_by_role)
+            and _same(self.owned_tool_ids, context.owned_tool_ids)
+            and _same(self.existing_tool_ids, context.existing_tool_ids)
+            and _same(self.defaults, context.defaults)
+            and self.backend_url == context.backend_url
+        )
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b or a == b
+
+
+InSyncMemo = MutableMapping[UUID, Mapping[UUID, InSync]]
+"""Organization -> agent -> its last in-sync verdict (``plan_org``'s ``memo``), kept by the
+caller across visits."""
+
+
 def plan_org(
     *,
     org_id: UUID,
@@ -209,6 +291,7 @@ def plan_org(
     unusable: Sequence[Unusable] = (),
     numbers: Mapping[str, ObservedPhoneNumber] | None = None,
     releasable: frozenset[str] = frozenset(),
+    memo: InSyncMemo | None = None,
 ) -> OrgPlan:
     """Actions converging one organization. ``observed`` holds every assistant tagged for it
     and every assistant its agents' ``vapi_assistant_id`` name; ``unusable`` those of them
@@ -216,9 +299,13 @@ def plan_org(
     organization is no longer wanted (suspended or deleted): all of its assistants are orphans.
     ``numbers``: the phone numbers its inbound agents name and those routing to its
     assistants (None: the platform has no ``vapi_phone_number_id``, no phone work at all);
-    ``releasable``: those of them no desired inbound agent names.
+    ``releasable``: those of them no desired inbound agent names. ``memo``: verdicts of
+    earlier plans (``InSync``), read and updated: an agent whose inputs are all the same as
+    when it was last found in sync is not rendered and compared again.
     """
     agents = desired.agents if desired else ()
+    known = memo.pop(org_id, {}) if memo is not None else {}
+    verdicts: dict[UUID, InSync] = {}
     by_id = {a.id: a for a in observed}
     blocked = _ownership_conflict(org_id, agents, by_id, context.contested_ids)
     blocked = blocked or _contested_number(agents, context.contested_numbers)
@@ -240,10 +327,20 @@ def plan_org(
                 f"({spoiled.problem}); fix or delete it in Vapi"
             )
             continue
+        tool_ids = context.tool_ids_by_role.get(agent.role, ())
+        verdict = known.get(agent.agent_id)
+        if (
+            current is not None
+            and verdict is not None
+            and verdict.holds(agent, current, tool_ids, context)
+        ):
+            verdicts[agent.agent_id] = verdict
+            routes[agent.agent_id] = current.id
+            continue
         try:
             body = render_assistant(
                 agent,
-                tool_ids=context.tool_ids_by_role.get(agent.role, ()),
+                tool_ids=tool_ids,
                 defaults=context.defaults,
                 backend_url=context.backend_url,
                 observed_metadata=current.metadata if current else None,
@@ -251,8 +348,13 @@ def plan_org(
         except InvalidAgentError as exc:
             invalid[agent.agent_id] = str(exc)
             continue
-        actions.extend(_converge_agent(org_id, agent, current, body, context))
+        converge = _converge_agent(org_id, agent, current, body, context)
+        if current is not None and not converge and memo is not None:
+            verdicts[agent.agent_id] = InSync.of(agent, current, tool_ids, context)
+        actions.extend(converge)
         routes[agent.agent_id] = current.id if current else None
+    if memo is not None and verdicts:
+        memo[org_id] = verdicts
     if numbers is not None:
         actions.extend(_route_numbers(org_id, agents, routes, numbers, invalid))
     duplicates = _duplicates(org_id, agents, observed, claimed)

@@ -12,7 +12,6 @@ import collections
 import contextlib
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from functools import partial
 from uuid import UUID
@@ -86,6 +85,10 @@ class Slots:
     async def __aexit__(self, *_: object) -> None:
         self._release()
 
+    def held(self) -> Held:
+        """A slot for one piece of work, which may give it back before it ends."""
+        return Held(self)
+
     async def resize(self, size: int) -> None:
         self.size = size
         self._hand_over()
@@ -103,6 +106,29 @@ class Slots:
             waiter.set_result(None)
 
 
+class Held:
+    """One task's slot (``Slots.held``): entered like the bound itself, and released at most
+    once, at exit or earlier through ``release`` (a visit done with Vapi gives its slot to the
+    next before it waits for its group commit)."""
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots = slots
+        self._holding = False
+
+    async def __aenter__(self) -> Held:
+        await self._slots.__aenter__()
+        self._holding = True
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._slots._release()
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A claim batch's desired state and when (monotonic) it was loaded."""
@@ -118,8 +144,13 @@ class ClaimRecorder:
     settler: Settler
     claimed: Claim
     policy: SchedulePolicy
+    slot: Held | None = None
+    """Given back before the group commit: the Vapi work is done, and a resync's visits
+    then wait for one commit together instead of ``concurrency`` at a time."""
 
     async def record(self, recorded: Recorded) -> bool:
+        if self.slot is not None:
+            self.slot.release()
         outcome = recorded.outcome
         error = None if outcome.converged else outcome.message
         return await self.settler.settle(
@@ -269,13 +300,13 @@ class ClaimLoop:
 
     async def _work(self, claimed: Claim, desired: Snapshot) -> None:
         started = time.monotonic()
-        reconcile_id = uuid.uuid4().hex[:12]
+        reconcile_id = f"{random.getrandbits(48):012x}"  # a log correlation id: uuid4 cost more
         result = "error"
         try:
-            async with self.slots:
+            async with self.slots.held() as slot:
                 self.health.started(claimed)
                 try:
-                    result = await self._reconcile(claimed, desired, reconcile_id)
+                    result = await self._reconcile(claimed, desired, reconcile_id, slot)
                 except (*OUTAGES, *SET_UP_WRONG) as exc:
                     self.health.failure(exc)
                     await self.guard.run("settle", partial(self._fail, claimed, exc))
@@ -292,7 +323,9 @@ class ClaimLoop:
             self.metrics.reconciles.labels(result).inc()
             self.metrics.reconcile_seconds.observe(time.monotonic() - started)
 
-    async def _reconcile(self, claimed: Claim, snapshot: Snapshot, reconcile_id: str) -> str:
+    async def _reconcile(
+        self, claimed: Claim, snapshot: Snapshot, reconcile_id: str, slot: Held
+    ) -> str:
         """One work row through the chain; returns the result label for metrics."""
         limit = WindowPruneLimit(
             self.runtime.engine,
@@ -315,7 +348,7 @@ class ClaimLoop:
                 await self._mark_every_org_due()
             self._count_lost(claimed, kept)
             return "failed" if error else "synced"
-        recorder = ClaimRecorder(self.settler, claimed, self._policy())
+        recorder = ClaimRecorder(self.settler, claimed, self._policy(), slot)
         outcome = await self.chain.reconcile_org(
             claimed.key,
             await self._fresh(claimed.key, snapshot),

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from controller.core.actions import CreateTool, DeleteTool, OrgPlan, ToolAction
 from controller.core.desired import DesiredOrg, DesiredState
 from controller.core.keys import TOOLS
-from controller.core.observed import ObservedAssistant, ObservedPhoneNumber
+from controller.core.observed import ObservedAssistant, ObservedPhoneNumber, ObservedState
 from controller.core.outcome import (
     ActionResult,
     OrgOutcome,
@@ -40,7 +40,13 @@ from controller.core.outcome import (
     links_to_record,
     org_outcome,
 )
-from controller.core.plan import assistant_context, plan_org, plan_tools
+from controller.core.plan import (
+    AssistantContext,
+    InSyncMemo,
+    assistant_context,
+    plan_org,
+    plan_tools,
+)
 from controller.reconcile.apply import Applier
 from controller.reconcile.lease import Lease
 from controller.reconcile.observe import ObservedCache
@@ -83,6 +89,11 @@ class Chain:
     _rollout_admitted: dict[str, int] = field(default_factory=dict, init=False)
     """Render digest -> configuration-caused updates this process admitted (mass-update
     guard)."""
+    _context: tuple[tuple[object, ...], AssistantContext] | None = field(default=None, init=False)
+    """The last ``assistant_context`` and what it was derived from (see ``_context_for``)."""
+    _in_sync: InSyncMemo = field(default_factory=dict, init=False)
+    """Agents last found in sync, and from what (``controller.core.plan.InSync``): a resync
+    of an unchanged organization skips rendering and comparing."""
 
     # -- organizations -------------------------------------------------------------------
     async def reconcile_org(
@@ -202,17 +213,32 @@ class Chain:
             desired=org,
             observed=mine,
             unusable=observed.unusable_for_org(org_id, named),
-            context=assistant_context(
-                desired,
-                observed,
-                defaults=settings.rendering,
-                backend_url=settings.backend_url,
-                settings_hash=settings.render_digest,
-            ),
+            context=self._context_for(desired, observed),
             prune=settings.controller.prune,
             numbers=self._numbers(org, mine) if self.cache.phones else None,
             releasable=releasable,
+            memo=self._in_sync,
         )
+
+    def _context_for(self, desired: DesiredState, observed: ObservedState) -> AssistantContext:
+        """``assistant_context`` of the snapshot, derived once while neither the snapshot,
+        the observed state (its ``version``) nor the settings changed: every organization
+        of a claim batch shares it."""
+        settings = self.runtime.settings
+        inputs = (desired, observed, observed.version, observed.listed, settings)
+        if self._context is not None and all(
+            a is b for a, b in zip(self._context[0], inputs, strict=True)
+        ):
+            return self._context[1]
+        context = assistant_context(
+            desired,
+            observed,
+            defaults=settings.rendering,
+            backend_url=settings.backend_url,
+            settings_hash=settings.render_digest,
+        )
+        self._context = inputs, context
+        return context
 
     def _numbers(
         self, org: DesiredOrg | None, mine: Sequence[ObservedAssistant]

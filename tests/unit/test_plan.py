@@ -194,3 +194,112 @@ def test_a_tool_of_someone_else_with_the_same_name_is_not_ours() -> None:
     )
     assert [type(a) for a in plan.actions] == [CreateTool]
     assert plan.orphans == ()
+
+
+def test_an_agent_found_in_sync_is_not_rendered_again_while_nothing_it_depends_on_changed(
+    monkeypatch: Any,
+) -> None:
+    import controller.core.plan as planning
+
+    a = agent(vapi_assistant_id="v1")
+    current = in_sync(a, "v1")
+    memo: planning.InSyncMemo = {}
+    rendered = 0
+    real = planning.render_assistant
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        nonlocal rendered
+        rendered += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planning, "render_assistant", counting)
+
+    def plan(agent_row: DesiredAgent, found: ObservedAssistant, context: AssistantContext) -> Any:
+        return plan_org(
+            org_id=ORG,
+            desired=DesiredOrg(ORG, (agent_row,)),
+            observed=[found],
+            context=context,
+            prune=False,
+            memo=memo,
+        )
+
+    assert plan(a, current, CONTEXT).actions == ()
+    assert plan(DesiredAgent(**vars(a)), current, CONTEXT).actions == ()  # equal, not the same
+    assert rendered == 1
+    assert set(memo) == {ORG}
+
+
+def test_an_in_sync_verdict_is_dropped_when_any_of_its_inputs_changes() -> None:
+    from dataclasses import replace
+
+    from controller.core.desired import Baseline
+    from controller.core.plan import InSyncMemo
+
+    a = agent(vapi_assistant_id="v1")
+    current = in_sync(a, "v1")
+    memo: InSyncMemo = {}
+
+    def actions(
+        agent_row: DesiredAgent = a,
+        found: ObservedAssistant = current,
+        context: AssistantContext = CONTEXT,
+    ) -> list[type]:
+        plan = plan_org(
+            org_id=ORG,
+            desired=DesiredOrg(ORG, (agent_row,)),
+            observed=[found],
+            context=context,
+            prune=False,
+            memo=memo,
+        )
+        return [type(x) for x in plan.actions]
+
+    assert actions() == []
+    assert actions(agent_row=replace(a, system_prompt="Hello")) == [UpdateAssistant]
+    assert actions() == []
+    edited = ObservedAssistant({**current.body, "firstMessage": "edited in the dashboard"})
+    assert actions(found=edited) == [UpdateAssistant]
+    assert actions() == []
+    more_tools = replace(CONTEXT, tool_ids_by_role={"inbound": ["t1", "t2"], "outbound": ["t1"]})
+    assert actions(context=more_tools) == [UpdateAssistant]
+    assert actions() == []
+    voxanne = replace(CONTEXT, defaults=RenderDefaults(voice="Rohan"))
+    assert actions(context=voxanne) == [UpdateAssistant]
+    assert actions() == []
+    moved = replace(CONTEXT, backend_url="https://elsewhere.example")
+    assert actions(context=moved) == [UpdateAssistant]
+    # a baseline that makes an unequal body count as in sync, and its removal
+    odd = ObservedAssistant({**current.body, "name": "Stored differently"})
+    assert actions(found=odd) == [UpdateAssistant]
+    from controller.core.desired import fingerprint
+    from controller.core.drift import observed_hash
+    from controller.core.ownership import owned_view
+
+    body = render_assistant(a, tool_ids=["t1"], defaults=RenderDefaults(), backend_url=BACKEND)
+    seen = owned_view(odd.body, CONTEXT.owned)
+    trusted = replace(
+        CONTEXT,
+        baselines={"v1": Baseline("v1", fingerprint(body), observed_hash(body, seen))},
+    )
+    assert actions(found=odd, context=trusted) == []
+    assert actions(found=odd, context=trusted) == []
+    assert actions(found=odd) == [UpdateAssistant]
+
+
+def test_the_observed_state_version_moves_on_every_change() -> None:
+    from controller.core.observed import ObservedState
+
+    state = ObservedState()
+    seen = [state.version]
+    state.upsert("assistant", {"id": "a1", "metadata": {"org_id": str(ORG)}})
+    seen.append(state.version)
+    state.upsert("tool", {"id": "t1", "type": "function"})
+    seen.append(state.version)
+    state.upsert("assistant", {"id": "a2", "metadata": ["unusable"]})
+    seen.append(state.version)
+    state.remove("assistant", "a1")
+    seen.append(state.version)
+    state.remove("assistant", "never-there")
+    seen.append(state.version)
+    assert seen == sorted(set(seen)), "strictly increasing"
