@@ -340,6 +340,9 @@ def test_the_daemon_pages_once_across_a_restart_and_a_hanging_receiver_never_blo
 
         receiver.mode = "hang"
         second = daemons("b", body)
+        # its start-up (an interpreter's, on a loaded machine several seconds) is no part of
+        # the 10s in which the write must come despite the hang
+        wait_until(lambda: second.health("/readyz") == 200, timeout=60, what="b ready")
         before = len(sim.writes())
         db.execute(
             "update agents set system_prompt = 'Still reconciling' where id = :id",
