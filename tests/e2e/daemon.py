@@ -107,6 +107,16 @@ class DaemonProcess:
         except httpx.HTTPError:
             return 0
 
+    def reloads(self) -> float:
+        """Config reloads put in force so far (``/metrics``; 0 while it does not answer)."""
+        try:
+            page = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return 0.0
+        series = 'vapi_reconciler_config_reloads_total{result="success"} '
+        found = [line for line in page.splitlines() if line.startswith(series)]
+        return float(found[0].removeprefix(series)) if found else 0.0
+
     def terminate(self, sig: int = signal.SIGTERM) -> int:
         self.process.send_signal(sig)
         return self.process.wait(timeout=60)

@@ -162,7 +162,9 @@ def test_pausing_through_the_config_file_stops_writes_and_resuming_converges(
     wait_until(lambda: len(sim.writes()) >= 8, timeout=30, what="some writes")
 
     daemon.write_config(config(concurrency=1, paused=True))
-    time.sleep(1.5)
+    # an organization recorded paused: the pause is in force, and (one at a time) the visit
+    # in flight when it came into force has ended, its last write included
+    wait_until(lambda: db.states().get("paused", 0) >= 1, timeout=30, what="the pause")
     held = len(sim.writes())
     time.sleep(2.0)
     assert len(sim.writes()) == held
@@ -185,7 +187,7 @@ def test_a_paused_org_or_observe_mode_holds_writes_until_lifted(
         daemon.write_config(config(paused_orgs=[held_org]))
     else:
         daemon.write_config(config(mode="observe"))
-    time.sleep(1.5)
+    wait_until(lambda: daemon.reloads() >= 1, timeout=30, what="the reload in force")
     before = len(sim.writes())
 
     db.execute("update agents set system_prompt = 'Held' where org_id = :org", org=held_org)
@@ -338,6 +340,9 @@ def test_the_daemon_pages_once_across_a_restart_and_a_hanging_receiver_never_blo
 
         receiver.mode = "hang"
         second = daemons("b", body)
+        # its start-up (an interpreter's, on a loaded machine several seconds) is no part of
+        # the 10s in which the write must come despite the hang
+        wait_until(lambda: second.health("/readyz") == 200, timeout=60, what="b ready")
         before = len(sim.writes())
         db.execute(
             "update agents set system_prompt = 'Still reconciling' where id = :id",

@@ -23,6 +23,8 @@ from desired_state.sample import seed_clinics
 from tests.integration.claiming import claim, complete, settle_tools
 from tests.integration.helpers import update_agent
 
+LAPSING_LEASE = 2.0
+
 
 async def test_concurrent_claimers_never_get_the_same_organization(
     platform: AsyncEngine, runtime: Runtime
@@ -79,9 +81,10 @@ async def test_an_expired_lease_is_taken_over_and_the_old_holder_is_fenced_out(
     async with platform.begin() as conn:
         await seed_clinics(conn, 1)
     await settle_tools(runtime.engine)
-    (stale,) = await claim(runtime.engine, "a", lease=0.2)
+    # a lease long enough that no stall between the two claims lets it lapse before "b" asks
+    (stale,) = await claim(runtime.engine, "a", lease=LAPSING_LEASE)
     assert await claim(runtime.engine, "b") == []
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(LAPSING_LEASE + 0.1)  # the lease lapsed (it began before the sleep)
 
     (fresh,) = await claim(runtime.engine, "b")
 
