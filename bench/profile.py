@@ -122,9 +122,9 @@ def hottest(lines: Iterable[str], *, top: int = 12) -> list[tuple[str, int]]:
     return counts.most_common(top)
 
 
-def format_rows(rows: list[Row]) -> str:
+def format_rows(rows: list[Row], *, unit: str = "write") -> str:
     total = sum(r.samples for r in rows)
-    lines = [f"{'category':<20} {'samples':>8} {'CPU share':>10} {'ms/write':>9}"]
+    lines = [f"{'category':<20} {'samples':>8} {'CPU share':>10} {'ms/' + unit:>9}"]
     lines += [
         f"{r.category:<20} {r.samples:>8} {100 * r.share:>9.1f}% {r.ms_per_write:>9.3f}"
         for r in rows

@@ -367,9 +367,11 @@ def _attach(pid: int, output: Path, log: Path) -> subprocess.Popen[bytes]:
         time.sleep(0.1)
 
 
-def profile_figures(folded: list[Path], *, writes: int, cpu_s: float) -> tuple[dict[str, Any], str]:
-    """The profile's categories (share, ms per write: ``cpu_s`` split by share), and the
-    table to print.
+def profile_figures(
+    folded: list[Path], *, writes: int, cpu_s: float, unit: str = "write"
+) -> tuple[dict[str, Any], str]:
+    """The profile's categories (share, ms per ``unit``: ``cpu_s`` split by share, over
+    ``writes`` of them), and the table to print.
 
     py-spy counts a thread as active when it is running *or waiting for a CPU* (state R):
     on a busy machine the samples exceed the CPU seconds and the shares lean towards the
@@ -378,7 +380,7 @@ def profile_figures(folded: list[Path], *, writes: int, cpu_s: float) -> tuple[d
     lines = [line for path in folded for line in path.read_text().splitlines()]
     rows = summarize(lines, writes=writes, cpu_seconds=cpu_s, rate=PROFILE_RATE)
     samples = sum(r.samples for r in rows)
-    table = format_rows(rows)
+    table = format_rows(rows, unit=unit)
     if samples / PROFILE_RATE > 1.2 * cpu_s:
         table += (
             f"\n(sampled {samples / PROFILE_RATE:.1f} s against {cpu_s:.1f} CPU s: the daemon "
@@ -388,7 +390,7 @@ def profile_figures(folded: list[Path], *, writes: int, cpu_s: float) -> tuple[d
         "profile_files": [str(p.relative_to(RESULTS.parent.parent)) for p in folded],
         "profile_sampled_cpu_s": round(samples / PROFILE_RATE, 2),
         "profile": {
-            r.category: {"share": round(r.share, 4), "ms_per_write": round(r.ms_per_write, 3)}
+            r.category: {"share": round(r.share, 4), f"ms_per_{unit}": round(r.ms_per_write, 3)}
             for r in rows
         },
     }
@@ -648,9 +650,9 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
         if folded:  # over every pass; ``writes``: the divisor of the table's last column
             cpu_s = (cpu_after - cpu) + sum(more) * 2 * args.orgs / 1000
             profile, table = profile_figures(
-                folded, writes=2 * args.orgs * args.passes, cpu_s=cpu_s
+                folded, writes=2 * args.orgs * args.passes, cpu_s=cpu_s, unit="assistant"
             )
-            print(table.replace("ms/write", "ms/assistant"))
+            print(table)
         observe = {} if args.skip_cold_observe else cold_observe(b, args)
     return {
         **headline("steady-state", args),
