@@ -899,6 +899,17 @@ def main() -> None:
         from bench.chaos import main as campaign
 
         sys.exit(campaign(sys.argv[2:]))
+    args = argument_parser().parse_args()
+    result = SCENARIOS[args.scenario](args)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{result['scenario']}.json").write_text(json.dumps(result, indent=2) + "\n")
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """Every scenario's options (the smoke tests start from its defaults too)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--orgs", type=int, default=2000)
@@ -944,13 +955,7 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=9, help="startup: runs to take the median of")
     parser.add_argument("--timeout", type=float, default=1800.0)
-    args = parser.parse_args()
-    result = SCENARIOS[args.scenario](args)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{result['scenario']}.json").write_text(json.dumps(result, indent=2) + "\n")
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    return parser
 
 
 if __name__ == "__main__":

@@ -20,22 +20,10 @@ ORGS = 20
 @pytest.fixture
 def args(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
     monkeypatch.setenv("DATABASE_URL", pg_admin_url)
-    return argparse.Namespace(
-        orgs=ORGS,
-        rate=100.0,
-        burst=10,
-        latency=0.0,
-        concurrency=8,
-        samples=3,
-        replicas=1,
-        profile=False,
-        one_shot=False,
-        under_load=False,
-        minutes=0.01,
-        skip_cold_observe=False,
-        numbers=False,
-        timeout=120.0,
-    )
+    args = run.argument_parser().parse_args(["cold-start"])  # every option at its default
+    args.orgs, args.latency, args.concurrency, args.samples = ORGS, 0.0, 8, 3
+    args.minutes, args.timeout = 0.01, 120.0
+    return args
 
 
 def test_a_one_shot_cold_start_converges_every_organization_once(
