@@ -196,6 +196,20 @@ def test_a_tool_of_someone_else_with_the_same_name_is_not_ours() -> None:
     assert plan.orphans == ()
 
 
+def plan_with_memo(
+    memo: Any, agent_row: DesiredAgent, found: ObservedAssistant, context: AssistantContext
+) -> Any:
+    """One organization of one agent planned with ``memo`` (its in-sync verdicts)."""
+    return plan_org(
+        org_id=ORG,
+        desired=DesiredOrg(ORG, (agent_row,)),
+        observed=[found],
+        context=context,
+        prune=False,
+        memo=memo,
+    )
+
+
 def test_an_agent_found_in_sync_is_not_rendered_again_while_nothing_it_depends_on_changed(
     monkeypatch: Any,
 ) -> None:
@@ -215,14 +229,7 @@ def test_an_agent_found_in_sync_is_not_rendered_again_while_nothing_it_depends_o
     monkeypatch.setattr(planning, "render_assistant", counting)
 
     def plan(agent_row: DesiredAgent, found: ObservedAssistant, context: AssistantContext) -> Any:
-        return plan_org(
-            org_id=ORG,
-            desired=DesiredOrg(ORG, (agent_row,)),
-            observed=[found],
-            context=context,
-            prune=False,
-            memo=memo,
-        )
+        return plan_with_memo(memo, agent_row, found, context)
 
     assert plan(a, current, CONTEXT).actions == ()
     assert plan(DesiredAgent(**vars(a)), current, CONTEXT).actions == ()  # equal, not the same
@@ -245,15 +252,7 @@ def test_an_in_sync_verdict_is_dropped_when_any_of_its_inputs_changes() -> None:
         found: ObservedAssistant = current,
         context: AssistantContext = CONTEXT,
     ) -> list[type]:
-        plan = plan_org(
-            org_id=ORG,
-            desired=DesiredOrg(ORG, (agent_row,)),
-            observed=[found],
-            context=context,
-            prune=False,
-            memo=memo,
-        )
-        return [type(x) for x in plan.actions]
+        return [type(x) for x in plan_with_memo(memo, agent_row, found, context).actions]
 
     assert actions() == []
     assert actions(agent_row=replace(a, system_prompt="Hello")) == [UpdateAssistant]
