@@ -35,7 +35,7 @@ class VapiTransport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._made: httpx.AsyncBaseTransport | None = None
 
-    def made(self) -> httpx.AsyncBaseTransport:
+    def _transport(self) -> httpx.AsyncBaseTransport:
         """The transport requests go through (made now if it was not yet)."""
         if self._made is None:
             from controller.vapi.aiohttp_transport import AiohttpVapiTransport
@@ -44,7 +44,7 @@ class VapiTransport(httpx.AsyncBaseTransport):
         return self._made
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.made().handle_async_request(request)
+        return await self._transport().handle_async_request(request)
 
     async def aclose(self) -> None:
         if self._made is not None:
