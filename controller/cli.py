@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import click
+import psycopg
 from sqlalchemy.exc import DBAPIError
 
 from controller import warmup
@@ -81,6 +82,8 @@ def _fails_cleanly(command: F) -> F:
             click.echo(f"error: {redact(str(HiddenStateError(exc.shape)))}", err=True)
         except DBAPIError as exc:
             click.echo(f"error: database: {redact(str(exc.orig)).strip()}", err=True)
+        except psycopg.Error as exc:  # the hot path's direct connections
+            click.echo(f"error: database: {redact(str(exc)).strip()}", err=True)
         sys.exit(1)
 
     return run  # type: ignore[return-value]

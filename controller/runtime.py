@@ -12,6 +12,7 @@ from controller.reconcile.runtime import Runtime
 from controller.secret import MasterKey, register_secret
 from controller.vapi.client import VapiClient
 from controller.vapi.ratelimit import RateLimiter
+from desired_state.direct import dispose
 from desired_state.engine import IDLE_IN_TRANSACTION_SECONDS, async_engine
 
 
@@ -45,4 +46,4 @@ async def open_runtime(
         yield Runtime(engine=engine, client=client, settings=settings)
     finally:
         await client.aclose()
-        await engine.dispose()
+        await dispose(engine)

@@ -8,6 +8,7 @@ leaves the process.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -89,12 +90,20 @@ def scrub(value: Any, *, key: str = "") -> Any:
     """``value`` (plain JSON data) fit to store or show: the master key redacted, a value held
     under a secret-shaped key (``secret``, ``apiKey``, ``accessToken``, ...) replaced whole, and
     secret-shaped text (``sk-...``, ``Bearer ...``) masked wherever it appears."""
-    if key and _SECRET_KEY.search(key) and value is not None:
+    if key and value is not None and _secret_key(key):
         return REDACTED
     if isinstance(value, str):
         return _SECRET_TEXT.sub(REDACTED, redact(value))
-    if isinstance(value, Mapping):
+    if value is None or isinstance(value, bool | int | float):  # before the ABC check below
+        return value
+    if isinstance(value, dict | Mapping):  # a dict first: the common case, and cheap
         return {k: scrub(v, key=str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v, key=key) for v in value]
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """Bodies repeat the same few hundred keys: each is matched once."""
+    return _SECRET_KEY.search(key) is not None

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.keys import TOOLS, AccountTools, WorkKey
+from desired_state.direct import DirectConnection
 
 TOOLS_ROW = UUID(int=0)
 """How the account's tools (``controller.core.keys.TOOLS``) are keyed in the table."""
@@ -170,7 +171,7 @@ class Completion:
     error: str | None
 
 
-_COMPLETE = text("""
+_COMPLETE = """
             update reconciler.work_items w
             set lease_owner = null, lease_expires_at = null,
                 due_at = case when w.generation > w.claimed_generation then now()
@@ -181,16 +182,15 @@ _COMPLETE = text("""
                 interactive_since = case when w.generation > w.claimed_generation
                                          then w.interactive_since end,
                 last_error = c.error, updated_at = now()
-            from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[]),
-                        cast(:due_in as float8[]), cast(:attempts as int[]),
-                        cast(:errors as text[])) as c(org_id, token, due_in, attempts, error)
+            from unnest(cast(%(orgs)s as uuid[]), cast(%(tokens)s as bigint[]),
+                        cast(%(due_in)s as float8[]), cast(%(attempts)s as int[]),
+                        cast(%(errors)s as text[])) as c(org_id, token, due_in, attempts, error)
             where w.org_id = c.org_id and w.fencing_token = c.token
             returning w.org_id
-        """)
-"""Built once: a claim batch completes in many groups."""
+        """
 
 
-async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> set[WorkKey]:
+async def complete(conn: DirectConnection, completions: Sequence[Completion]) -> set[WorkKey]:
     """Release claims, one statement for any number; a row that changed while held is due
     at once and keeps its lane, any other returns to the bulk lane. Returns the organizations
     whose completion landed: the others lost their lease (fenced out) and record nothing."""
@@ -206,7 +206,7 @@ async def complete(conn: AsyncConnection, completions: Sequence[Completion]) -> 
             "errors": [c.error for c in completions],
         },
     )
-    return {work_key(row.org_id) for row in rows}
+    return {work_key(org_id) for (org_id,) in await rows.fetchall()}
 
 
 async def renew(

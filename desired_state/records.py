@@ -17,12 +17,12 @@ from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import and_, delete, or_, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
-from desired_state.shape import PlatformShape, usable_shape
-from desired_state.tables import audit_log, replicas, vapi_objects
+from desired_state.direct import DirectConnection
+from desired_state.shape import PlatformShape, PlatformShapeError
+from desired_state.tables import replicas, vapi_objects
 
 Kind = Literal["assistant", "tool"]
 AuditOutcome = Literal["ok", "error", "unknown"]
@@ -34,15 +34,15 @@ late duplicate of the assistant Postgres links (duplicate), or only the render s
 changed (config)."""
 
 
-_RECORD_INTENTS = text("""
+_RECORD_INTENTS = """
     insert into reconciler.vapi_objects as o (kind, owner_key, org_id, state, intent_at)
     select kind, owner_key, org_id, 'creating', now()
-    from unnest(cast(:kinds as text[]), cast(:owner_keys as text[]), cast(:org_ids as uuid[]))
-        as i(kind, owner_key, org_id)
+    from unnest(cast(%(kinds)s as text[]), cast(%(owner_keys)s as text[]),
+                cast(%(org_ids)s as uuid[])) as i(kind, owner_key, org_id)
     on conflict on constraint vapi_objects_kind_owner_key_key do update
     set state = 'creating', intent_at = now(), updated_at = now()
     returning kind, owner_key, intent_at
-""")
+"""
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Intent:
 
 
 async def record_intents(
-    conn: AsyncConnection, intents: Collection[Intent]
+    conn: DirectConnection, intents: Collection[Intent]
 ) -> dict[tuple[Kind, str], datetime]:
     """Before POSTs that cannot be repeated safely: say each may have happened (one
     statement for all of them; the next pass confirms what became of each). Returns when
@@ -72,7 +72,7 @@ async def record_intents(
             "org_ids": [i.org_id for i in unique],
         },
     )
-    return {(row.kind, row.owner_key): row.intent_at for row in rows}
+    return {(kind, owner_key): at for kind, owner_key, at in await rows.fetchall()}
 
 
 async def drop_intents(
@@ -99,10 +99,11 @@ async def drop_intents(
     await conn.execute(update(vapi_objects).where(mine).values(state="present"))
 
 
-_RECORD_WRITE = text(
-    "select reconciler.record_write(:kind, :owner_key, :org_id, :vapi_id, :desired_hash, "
-    ":observed_hash, :row_hash, :settings_hash, :agent_id, :fence_row, :fence_token, "
-    "cast(:audit as jsonb))"
+_RECORD_WRITE = (
+    "select reconciler.record_write(%(kind)s, %(owner_key)s, cast(%(org_id)s as uuid), "
+    "%(vapi_id)s, %(desired_hash)s, %(observed_hash)s, %(row_hash)s, %(settings_hash)s, "
+    "cast(%(agent_id)s as uuid), cast(%(fence_row)s as uuid), cast(%(fence_token)s as bigint), "
+    "cast(%(audit)s as jsonb))"
 )
 
 
@@ -123,12 +124,12 @@ class WriteRecord:
     audit: AuditEntry | None = None
 
 
-async def record_write(conn: AsyncConnection, write: WriteRecord, fence: Fence | None) -> None:
+async def record_write(conn: DirectConnection, write: WriteRecord, fence: Fence | None) -> None:
     """One statement (``reconciler.record_write``, migration 0010): link the agent, check
     the fence, record the object and its audit row, all or nothing. Fenced out, nothing is
     written and ``FencedOutError`` is raised. Runs in autocommit or the caller's
     transaction alike."""
-    held = await conn.scalar(
+    found = await conn.execute(
         _RECORD_WRITE,
         {
             "kind": write.kind,
@@ -145,7 +146,8 @@ async def record_write(conn: AsyncConnection, write: WriteRecord, fence: Fence |
             "audit": json.dumps(_audit_row(write.audit), default=_ids) if write.audit else None,
         },
     )
-    if not held:
+    row = await found.fetchone()
+    if not (row and row[0]):
         assert fence is not None
         raise FencedOutError(f"work row {fence.row}: fencing token {fence.token} is stale")
 
@@ -158,8 +160,10 @@ def _ids(value: object) -> str:
     raise TypeError(f"audit value of type {type(value).__name__} is not JSON")
 
 
-async def forget(conn: AsyncConnection, *, vapi_id: str) -> None:
-    await conn.execute(delete(vapi_objects).where(vapi_objects.c.vapi_id == vapi_id))
+async def forget(conn: DirectConnection, *, vapi_id: str) -> None:
+    await conn.execute(
+        "delete from reconciler.vapi_objects where vapi_id = %(vapi_id)s", {"vapi_id": vapi_id}
+    )
 
 
 @dataclass(frozen=True)
@@ -174,11 +178,11 @@ class FencedOutError(Exception):
     """The claim's fencing token moved on: another replica owns the organization now."""
 
 
-async def announce_gone(conn: AsyncConnection, *, resource: str, vapi_id: str) -> None:
+async def announce_gone(conn: DirectConnection, *, resource: str, vapi_id: str) -> None:
     """Tell every replica, at commit, that this object was deleted in Vapi (a hint on
     ``vapi_reconciler_gone``; a replica that misses it learns at its next listing)."""
     await conn.execute(
-        text("select pg_notify('vapi_reconciler_gone', :payload)"),
+        "select pg_notify('vapi_reconciler_gone', %(payload)s)",
         {"payload": f"{resource}:{vapi_id}"},
     )
 
@@ -190,62 +194,69 @@ class ToolLink:
     definition_hash: str | None
 
 
+def _upsert_org_tools(hashed: bool) -> str:
+    """``org_tools`` rows upserted, ``definition_hash`` only where the platform has it."""
+    return f"""
+        insert into public.org_tools as o
+          (org_id, tool_name, vapi_tool_id, {"definition_hash, " if hashed else ""}
+           created_at, updated_at)
+        select l.org_id, l.tool_name, l.vapi_tool_id, {"l.definition_hash, " if hashed else ""}
+               now(), now()
+        from unnest(cast(%(orgs)s as uuid[]), cast(%(names)s as text[]),
+                    cast(%(ids)s as text[]), cast(%(hashes)s as text[]))
+             as l(org_id, tool_name, vapi_tool_id, definition_hash)
+        on conflict (org_id, tool_name) do update
+        set vapi_tool_id = excluded.vapi_tool_id, updated_at = now()
+            {", definition_hash = excluded.definition_hash" if hashed else ""}
+        where o.vapi_tool_id is distinct from excluded.vapi_tool_id
+            {"or o.definition_hash is distinct from excluded.definition_hash" if hashed else ""}
+    """
+
+
+_UPSERT_ORG_TOOLS = {hashed: _upsert_org_tools(hashed) for hashed in (False, True)}
+"""Both forms built once (every group commit writes links)."""
+_DELETE_ORG_TOOLS = """
+    delete from public.org_tools o
+    where o.org_id = any(cast(%(all_orgs)s as uuid[]))
+      and (o.org_id, o.tool_name) not in (
+        select * from unnest(cast(%(orgs)s as uuid[]), cast(%(names)s as text[])))
+"""
+
+
 async def replace_org_tools(
-    conn: AsyncConnection,
+    conn: DirectConnection,
     links_by_org: Mapping[UUID, Mapping[str, ToolLink]],
     *,
-    shape: PlatformShape | None = None,
+    shape: PlatformShape,
 ) -> None:
     """Make ``org_tools`` hold exactly the given links for each organization named: two
     statements for any number of organizations; rows already right are left untouched.
     ``definition_hash`` is stored and compared only where the platform has the column."""
     if not links_by_org:
         return
-    shape = await usable_shape(conn, shape)
-    hashed = shape.has("org_tools", "definition_hash")
+    if not shape.ok:
+        raise PlatformShapeError(shape)
     links = [(org_id, link) for org_id, found in links_by_org.items() for link in found.values()]
+    orgs = [org_id for org_id, _ in links]
+    names = [link.tool_name for _, link in links]
     await conn.execute(
-        text(f"""
-            insert into public.org_tools as o
-              (org_id, tool_name, vapi_tool_id, {"definition_hash, " if hashed else ""}
-               created_at, updated_at)
-            select l.org_id, l.tool_name, l.vapi_tool_id, {"l.definition_hash, " if hashed else ""}
-                   now(), now()
-            from unnest(cast(:orgs as uuid[]), cast(:names as text[]), cast(:ids as text[]),
-                        cast(:hashes as text[])) as l(org_id, tool_name, vapi_tool_id,
-                                                      definition_hash)
-            on conflict (org_id, tool_name) do update
-            set vapi_tool_id = excluded.vapi_tool_id, updated_at = now()
-                {", definition_hash = excluded.definition_hash" if hashed else ""}
-            where o.vapi_tool_id is distinct from excluded.vapi_tool_id
-                {"or o.definition_hash is distinct from excluded.definition_hash" if hashed else ""}
-        """),
+        _UPSERT_ORG_TOOLS[shape.has("org_tools", "definition_hash")],
         {
-            "orgs": [org_id for org_id, _ in links],
-            "names": [link.tool_name for _, link in links],
+            "orgs": orgs,
+            "names": names,
             "ids": [link.vapi_tool_id for _, link in links],
             "hashes": [link.definition_hash for _, link in links],
         },
     )
     await conn.execute(
-        text("""
-            delete from public.org_tools o
-            where o.org_id = any(cast(:all_orgs as uuid[]))
-              and (o.org_id, o.tool_name) not in (
-                select * from unnest(cast(:orgs as uuid[]), cast(:names as text[])))
-        """),
-        {
-            "all_orgs": list(links_by_org),
-            "orgs": [org_id for org_id, _ in links],
-            "names": [link.tool_name for _, link in links],
-        },
+        _DELETE_ORG_TOOLS, {"all_orgs": list(links_by_org), "orgs": orgs, "names": names}
     )
 
 
-async def forget_statuses(conn: AsyncConnection, org_ids: Collection[UUID]) -> None:
+async def forget_statuses(conn: DirectConnection, org_ids: Collection[UUID]) -> None:
     if org_ids:
         await conn.execute(
-            text("delete from reconciler.org_status where org_id = any(cast(:ids as uuid[]))"),
+            "delete from reconciler.org_status where org_id = any(cast(%(ids)s as uuid[]))",
             {"ids": list(org_ids)},
         )
 
@@ -267,9 +278,9 @@ _UPSERT_STATUSES = """
            case when r.state = 'synced' then now() end,
            case when r.state in ('synced', 'paused') then null else now() end,
            case when r.failed then 1 else 0 end
-    from unnest(cast(:orgs as uuid[]), cast(:states as text[]),
-                cast(:messages as text[]), cast(:reasons as text[]),
-                cast(:failed as boolean[])) as r(org_id, state, message, reason, failed)
+    from unnest(cast(%(orgs)s as uuid[]), cast(%(states)s as text[]),
+                cast(%(messages)s as text[]), cast(%(reasons)s as text[]),
+                cast(%(failed)s as boolean[])) as r(org_id, state, message, reason, failed)
     on conflict (org_id) do update
     set state = excluded.state, message = excluded.message, reason = excluded.reason,
         updated_at = now(),
@@ -279,13 +290,11 @@ _UPSERT_STATUSES = """
         consecutive_failures = case when excluded.consecutive_failures = 1
                                     then s.consecutive_failures + 1 else 0 end
 """
-_WRITE_STATUSES = text(_UPSERT_STATUSES)
-_WRITE_STATUSES_ONE_SHOT = text(_UPSERT_STATUSES + "where excluded.state <> 'paused'")
-"""Built once each (every group commit writes statuses)."""
+_WRITE_STATUSES_ONE_SHOT = _UPSERT_STATUSES + "where excluded.state <> 'paused'"
 
 
 async def write_statuses(
-    conn: AsyncConnection, rows: Sequence[StatusRow], *, one_shot: bool = False
+    conn: DirectConnection, rows: Sequence[StatusRow], *, one_shot: bool = False
 ) -> None:
     """Upsert status rows in one statement. ``unreconciled_since`` keeps its first value
     until the organization is synced or paused; ``consecutive_failures`` counts failed
@@ -298,7 +307,7 @@ async def write_statuses(
     if not latest:
         return
     await conn.execute(
-        _WRITE_STATUSES_ONE_SHOT if one_shot else _WRITE_STATUSES,
+        _WRITE_STATUSES_ONE_SHOT if one_shot else _UPSERT_STATUSES,
         {
             "orgs": list(latest),
             "states": [row.state for row in latest.values()],
@@ -335,9 +344,22 @@ class AuditEntry:
     duration_ms: int | None = None
 
 
-async def write_audit(conn: AsyncConnection, entries: list[AuditEntry]) -> None:
+_WRITE_AUDIT = """
+    insert into reconciler.audit_log
+      (reconcile_id, org_id, action, vapi_id, method, path, status_code, outcome, detail,
+       agent_id, cause, changes, duration_ms)
+    select a.reconcile_id, a.org_id, a.action, a.vapi_id, a.method, a.path, a.status_code,
+           a.outcome, coalesce(a.detail, '{}'), a.agent_id, a.cause, coalesce(a.changes, '[]'),
+           a.duration_ms
+    from jsonb_populate_recordset(null::reconciler.audit_log, cast(%(rows)s as jsonb)) a
+"""
+"""The audit rows as one JSON document, as ``reconciler.record_write`` takes its own."""
+
+
+async def write_audit(conn: DirectConnection, entries: list[AuditEntry]) -> None:
     if entries:
-        await conn.execute(insert(audit_log), [_audit_row(e) for e in entries])
+        rows = json.dumps([_audit_row(e) for e in entries], default=_ids)
+        await conn.execute(_WRITE_AUDIT, {"rows": rows})
 
 
 def _audit_row(e: AuditEntry) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from controller.reconcile.runtime import Runtime
 from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import SimulatorState, SimulatorTransport
+from desired_state.direct import dispose
 from desired_state.embedded import embedded_postgres, scratch_database
 from desired_state.engine import async_engine, sync_engine
 from desired_state.migrate import migrate
@@ -187,7 +188,7 @@ async def platform(database_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine with the platform's rights, for a test's setup and for playing the platform."""
     engine = async_engine(database_url, pool_size=2)
     yield engine
-    await engine.dispose()
+    await dispose(engine)
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.keys import WorkKey
-from controller.reconcile.status import Recorded, record_outcomes
+from controller.reconcile.status import Recorded, platform_shape, record_outcomes
 from desired_state import queue
+from desired_state.direct import direct
 from desired_state.queue import Completion
 
 
@@ -57,7 +58,8 @@ class Settler:
             future.set_result(finished.completion.claimed.key in kept)
 
     async def _commit(self, group: list[Finished]) -> set[WorkKey]:
-        async with self.engine.begin() as conn:
+        shape = await platform_shape(self.engine)
+        async with direct(self.engine).connection() as conn, conn.transaction():
             kept = await queue.complete(conn, [f.completion for f in group])
             await record_outcomes(
                 conn,
@@ -66,5 +68,6 @@ class Settler:
                     for f in group
                     if f.recorded is not None and f.completion.claimed.key in kept
                 ],
+                shape=shape,
             )
         return kept

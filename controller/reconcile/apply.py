@@ -3,20 +3,21 @@
 A create records its intent first (committed), then POSTs, then records the id. An outcome
 that is unknown is left as intent: the next pass observes and adopts. No transaction is held
 open across a Vapi call. The hot path costs two round trips to Postgres per create, one per
-update, each a single autocommit statement: the intent, then ``reconciler.record_write``
-(links, fence, registry and audit at once).
+update, each a single autocommit statement on a direct connection (``desired_state.direct``):
+the intent, then ``reconciler.record_write`` (links, fence, registry and audit at once).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.actions import (
     Action,
@@ -52,7 +53,7 @@ from controller.vapi.errors import (
     WriteAbandonedError,
 )
 from desired_state import records
-from desired_state.engine import autocommit
+from desired_state.direct import DirectConnection, direct
 from desired_state.records import (
     AuditCause,
     AuditEntry,
@@ -84,9 +85,9 @@ class Applier:
     _declared: dict[tuple[Kind, str], datetime] = field(default_factory=dict, init=False)
     """Creates whose intent ``declare`` recorded ahead, not sent yet: when it was recorded."""
 
-    def _autocommitted(self) -> AsyncConnection:
-        """A connection whose every statement is its own transaction: one round trip."""
-        return autocommit(self.engine).connect()
+    def _direct(self) -> AbstractAsyncContextManager[DirectConnection]:
+        """The hot path's connection (``desired_state.direct``): autocommit as well."""
+        return direct(self.engine).connection()
 
     async def declare(self, actions: Iterable[Action]) -> None:
         """The intents of every create among ``actions`` in one statement, before the first
@@ -95,7 +96,7 @@ class Applier:
         nothing was created before it creates."""
         intents = [_intent(a) for a in actions if isinstance(a, CreateTool | CreateAssistant)]
         if intents:
-            async with self._autocommitted() as conn:
+            async with self._direct() as conn:
                 self._declared.update(await records.record_intents(conn, intents))
 
     async def withdraw(self) -> None:
@@ -109,7 +110,7 @@ class Applier:
         """``PATCH /phone-number/{id} {"assistantId": ...}``: idempotent, so a crash between a
         create and its bind heals on the next pass."""
         response = await self._update("phone-number", number_id, {"assistantId": assistant_id})
-        async with self._autocommitted() as conn:
+        async with self._direct() as conn:
             await records.write_audit(conn, [self._entry(action, vapi_id=str(response["id"]))])
 
     async def apply(self, action: Action) -> ActionResult:
@@ -193,7 +194,7 @@ class Applier:
         resource, owner_key, org_id = intent.kind, intent.owner_key, intent.org_id
         recorded = self._declared.pop((resource, owner_key), None)
         if recorded is None:
-            async with self._autocommitted() as conn:
+            async with self._direct() as conn:
                 recorded = (await records.record_intents(conn, [intent]))[resource, owner_key]
         try:
             response = await self.client.create(resource, body, may_write=self.lease.alive)
@@ -264,7 +265,7 @@ class Applier:
     async def _write_record(self, write: WriteRecord) -> None:
         """Fenced out (another replica owns the organization now), nothing lands: not even
         the agent's link."""
-        async with self._autocommitted() as conn:
+        async with self._direct() as conn:
             try:
                 await records.record_write(conn, write, self.fence)
             except records.FencedOutError as exc:
@@ -276,7 +277,7 @@ class Applier:
         await self.client.delete(resource, vapi_id, may_write=self.lease.alive)
         if self.observed is not None:
             self.observed.remove(resource, vapi_id)
-        async with self.engine.begin() as conn:
+        async with self._direct() as conn, conn.transaction():
             await records.forget(conn, vapi_id=vapi_id)
             await records.announce_gone(conn, resource=resource, vapi_id=vapi_id)
             await records.write_audit(conn, [self._entry(action, vapi_id=vapi_id)])
@@ -298,7 +299,7 @@ class Applier:
             error=error,
             duration_ms=duration_ms,
         )
-        async with self._autocommitted() as conn:
+        async with self._direct() as conn:
             await records.write_audit(conn, [entry])
 
     def _entry(

@@ -27,7 +27,6 @@ from typing import Protocol
 from uuid import UUID
 
 from loguru import logger
-from sqlalchemy.exc import DBAPIError
 
 from controller.core.actions import CreateTool, DeleteTool, OrgPlan, ToolAction
 from controller.core.desired import DesiredOrg, DesiredState
@@ -53,13 +52,14 @@ from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PruneLimit
 from controller.reconcile.rollout import RolloutGuard
 from controller.reconcile.runtime import Runtime
-from controller.reconcile.status import Recorded, record_outcomes
+from controller.reconcile.status import Recorded, platform_shape, record_outcomes
 from controller.secret import redact
 from controller.vapi.errors import VapiError, WriteAbandonedError
+from desired_state.direct import DATABASE_ERRORS, direct
 from desired_state.load import numbers_named
 from desired_state.records import Fence
 
-OUTAGES = (DBAPIError, OSError, VapiError)
+OUTAGES = (*DATABASE_ERRORS, OSError, VapiError)
 """Failures of Postgres or Vapi as a whole: not one organization's, so they pass the edge."""
 
 
@@ -76,8 +76,10 @@ class DirectRecorder:
     runtime: Runtime
 
     async def record(self, recorded: Recorded) -> bool:
-        async with self.runtime.engine.begin() as conn:
-            await record_outcomes(conn, [recorded], one_shot=True)
+        engine = self.runtime.engine
+        shape = await platform_shape(engine)
+        async with direct(engine).connection() as conn, conn.transaction():
+            await record_outcomes(conn, [recorded], shape=shape, one_shot=True)
         return True
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from desired_state import queue
+from desired_state.direct import direct
 from desired_state.queue import Claim, Completion
 
 
@@ -17,7 +18,7 @@ async def claim(
 
 
 async def complete(engine: AsyncEngine, claimed: Claim, due_in: float | None = 300) -> bool:
-    async with engine.begin() as conn:
+    async with direct(engine).connection() as conn:
         kept = await queue.complete(conn, [Completion(claimed, due_in, 0, None)])
     return claimed.key in kept
 

@@ -20,6 +20,7 @@ from controller.runtime import open_runtime
 from controller.secret import MasterKey
 from controller.simulator import ScriptedFault, SimulatorState, SimulatorTransport
 from desired_state import records
+from desired_state.direct import direct
 from desired_state.records import Intent
 from desired_state.sample import seed_clinics
 from tests.conftest import TEST_KEY
@@ -133,17 +134,18 @@ async def test_dropping_an_intent_spares_one_another_replica_recorded_since(
     that doubt must survive (else a lost answer to its POST could end in a duplicate)."""
     org, agent = uuid.uuid4(), str(uuid.uuid4())
     intent = Intent("assistant", agent, org)
+    async with direct(runtime.engine).connection() as hot:
+        stale = await records.record_intents(hot, [intent])
+        await records.record_intents(hot, [intent])  # the new owner's, a later statement
     async with runtime.engine.connect() as conn:
-        stale = await records.record_intents(conn, [intent])
-        await conn.commit()
-        await records.record_intents(conn, [intent])  # the new owner's, a later transaction
-        await conn.commit()
         await records.drop_intents(conn, stale)
         await conn.commit()
         kept = await conn.scalar(
             text("select count(*) from reconciler.vapi_objects where state = 'creating'")
         )
-        await records.drop_intents(conn, await records.record_intents(conn, [intent]))
+        async with direct(runtime.engine).connection() as hot:
+            recorded = await records.record_intents(hot, [intent])
+        await records.drop_intents(conn, recorded)
         dropped = await conn.scalar(
             text("select count(*) from reconciler.vapi_objects where state = 'creating'")
         )

@@ -13,6 +13,8 @@ from controller.core.desired import tool_rows_digest
 from controller.core.outcome import OrgOutcome, links_to_record
 from controller.reconcile.full_pass import reconcile_pass
 from controller.reconcile.runtime import Runtime
+from controller.reconcile.status import platform_shape
+from desired_state.direct import direct
 from desired_state.engine import sync_engine
 from desired_state.load import load_desired
 from desired_state.records import ToolLink, replace_org_tools
@@ -188,9 +190,10 @@ async def test_org_tools_are_written_and_read_with_a_definition_hash_only_where_
         clinic = (await seed_clinics(conn, 1))[0]
     names = ("endCall", "end_call", "endcall", "Zeta", "a-b", "ab")  # any collation's order
     links = {name: ToolLink(name, f"t-{i}", f"{i}" * 64) for i, name in enumerate(names)}
-    async with runtime.engine.begin() as conn:
-        await replace_org_tools(conn, {clinic.org_id: links})
-        await replace_org_tools(conn, {clinic.org_id: links})
+    shape = await platform_shape(runtime.engine)
+    async with direct(runtime.engine).connection() as hot, hot.transaction():
+        await replace_org_tools(hot, {clinic.org_id: links}, shape=shape)
+        await replace_org_tools(hot, {clinic.org_id: links}, shape=shape)
     async with runtime.engine.connect() as conn:
         desired = await load_desired(conn)
         batch = await load_desired(conn, org_ids=[clinic.org_id])

@@ -13,6 +13,7 @@ from controller.reconcile.full_pass import reconcile_pass
 from controller.reconcile.runtime import Runtime
 from controller.simulator import SimulatorState
 from desired_state import queue, records
+from desired_state.direct import direct
 from desired_state.records import AuditEntry, StatusRow
 from desired_state.sample import seed_clinics
 from desired_state.tables import audit_log, organizations
@@ -143,8 +144,9 @@ async def test_retention_deletes_only_rows_older_than_keep_days_in_batches(
     runtime: Runtime,
 ) -> None:
     entry = AuditEntry("r", None, "UpdateTool", "t", "PATCH", "/tool/{id}", 200, "ok", {})
+    async with direct(runtime.engine).connection() as hot:
+        await records.write_audit(hot, [entry] * 7)
     async with runtime.engine.begin() as conn:
-        await records.write_audit(conn, [entry] * 7)
         await conn.execute(
             text(
                 "update reconciler.audit_log set at = now() - interval '31 days' "
@@ -162,10 +164,10 @@ async def test_retention_deletes_only_rows_older_than_keep_days_in_batches(
 
 async def test_a_one_shot_pause_never_replaces_the_daemons_status_row(runtime: Runtime) -> None:
     known, new = uuid4(), uuid4()
-    async with runtime.engine.begin() as conn:
-        await records.write_statuses(conn, [StatusRow(known, "failed", "vapi said no")])
+    async with direct(runtime.engine).connection() as hot, hot.transaction():
+        await records.write_statuses(hot, [StatusRow(known, "failed", "vapi said no")])
         await records.write_statuses(
-            conn,
+            hot,
             [StatusRow(known, "paused", "paused"), StatusRow(new, "paused", "paused")],
             one_shot=True,
         )
