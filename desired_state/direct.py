@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
 from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ClauseElement
 
 from desired_state.engine import IDLE_IN_TRANSACTION_SECONDS
 
@@ -80,6 +83,37 @@ class DirectConnections:
             self._idle.append(conn)
         else:  # broken, or left inside a statement by a cancelled caller: never reused
             await conn.close()
+
+
+async def driver(conn: AsyncConnection) -> DirectConnection:
+    """The psycopg connection under a SQLAlchemy one: statements sent on it run in the same
+    session and transaction (read-only batches that must stay in the caller's transaction)."""
+    found = (await conn.get_raw_connection()).driver_connection
+    if found is None:  # only once SQLAlchemy invalidated the connection
+        raise ConnectionError("the database connection was invalidated")
+    return cast(DirectConnection, found)
+
+
+_DIALECT = psycopg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A SQLAlchemy statement as psycopg takes it: its text, and the values of the literals
+    it binds (``params`` adds the caller's)."""
+
+    sql: str
+    literals: Mapping[str, Any]
+
+    def params(self, bound: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return {**self.literals, **(bound or {})}
+
+
+def compiled(statement: ClauseElement) -> Compiled:
+    """Compile once (callers keep the result): a statement built with SQLAlchemy's
+    expression language, run on a direct connection."""
+    found = statement.compile(dialect=_DIALECT)
+    return Compiled(str(found), dict(found.params))
 
 
 _DIRECT: WeakKeyDictionary[AsyncEngine, DirectConnections] = WeakKeyDictionary()

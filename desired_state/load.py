@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+from psycopg.rows import dict_row
 from sqlalchemy import ARRAY, Text, any_, bindparam, distinct, func, literal, null, or_, select
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -30,6 +31,7 @@ from controller.core.desired import (
     DesiredState,
     DesiredTool,
 )
+from desired_state.direct import Compiled, compiled, driver
 from desired_state.shape import PlatformShape, usable_shape
 from desired_state.tables import (
     agents,
@@ -54,17 +56,20 @@ def _agent_columns(shape: PlatformShape) -> list[Any]:
 
 @dataclass(frozen=True)
 class _Queries:
-    """The statements of one load, built once per platform shape and scope."""
+    """The statements of one load, built and compiled once per platform shape and scope:
+    they run on the session's psycopg connection (``desired_state.direct``), since a batch's
+    load is on the hot path of every claim."""
 
-    orgs: Any
-    agents: Any
-    tools: Any
-    baselines: Any
-    known: Any
-    intents: Any
-    shared: Any
-    contested: Any | None
-    links: Any
+    orgs: Compiled
+    agents: Compiled
+    tools: Compiled
+    baselines: Compiled
+    known: Compiled
+    intents: Compiled
+    shared: Compiled
+    contested: Compiled | None
+    links: Compiled
+    tool_ids: Compiled
 
 
 @lru_cache(maxsize=16)
@@ -124,7 +129,18 @@ def _queries(agent_columns: tuple[str, ...], numbers: bool, hashed: bool, batch:
             .having(func.count(distinct(grouped.c.org_id)) > 1)
         )
     tools = select(tool_definitions).order_by(tool_definitions.c.name)
-    return _Queries(orgs, agent_query, tools, baselines, known, intents, shared, contested, links)
+    return _Queries(
+        orgs=compiled(orgs),
+        agents=compiled(agent_query),
+        tools=compiled(tools),
+        baselines=compiled(baselines),
+        known=compiled(known),
+        intents=compiled(intents),
+        shared=compiled(shared),
+        contested=compiled(contested) if contested is not None else None,
+        links=compiled(links),
+        tool_ids=compiled(_TOOL_IDS),
+    )
 
 
 def _tool_rows_digest(definition: Any) -> Any:
@@ -154,37 +170,45 @@ async def load_desired(
         org_ids is not None,
     )
     bound = {} if org_ids is None else {"ids": list(org_ids)}
-    grouped: dict[UUID, list[DesiredAgent]] = {
-        row.id: [] for row in await conn.execute(q.orgs, bound)
-    }
-    for row in (await conn.execute(q.agents, bound)).mappings():
-        grouped.setdefault(row["org_id"], []).append(_agent(row))
-    tools = tuple(
-        DesiredTool(
-            name=row.name,
-            description=row.description,
-            parameters=row.parameters,
-            path=row.path,
-            is_async=row.is_async,
-            roles=tuple(row.roles),
-            enabled=row.enabled,
+    raw = await driver(conn)
+
+    async def rows(query: Compiled) -> list[tuple[Any, ...]]:
+        return await (await raw.execute(query.sql, query.params(bound))).fetchall()
+
+    grouped: dict[UUID, list[DesiredAgent]] = {org_id: [] for (org_id,) in await rows(q.orgs)}
+    async with raw.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(q.agents.sql, q.agents.params(bound))
+        for row in await cursor.fetchall():
+            grouped.setdefault(row["org_id"], []).append(_agent(row))
+    async with raw.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(q.tools.sql, q.tools.params())
+        tools = tuple(
+            DesiredTool(
+                name=row["name"],
+                description=row["description"],
+                parameters=row["parameters"],
+                path=row["path"],
+                is_async=row["is_async"],
+                roles=tuple(row["roles"]),
+                enabled=row["enabled"],
+            )
+            for row in await cursor.fetchall()
         )
-        for row in await conn.execute(q.tools)
-    )
-    baselines = {row.vapi_id: Baseline(*row) for row in await conn.execute(q.baselines, bound)}
-    known = frozenset(row.org_id for row in await conn.execute(q.known, bound))
-    intents = {UUID(row.owner_key): row.intent_at for row in await conn.execute(q.intents, bound)}
-    shared = frozenset(row.vapi_assistant_id for row in await conn.execute(q.shared, bound))
+    baselines = {row[0]: Baseline(*row) for row in await rows(q.baselines)}
+    known = frozenset(org_id for (org_id,) in await rows(q.known))
+    intents = {UUID(owner_key): at for owner_key, at in await rows(q.intents)}
+    shared = frozenset(vapi_id for (vapi_id,) in await rows(q.shared))
     contested_numbers = (
-        frozenset(row.vapi_phone_number_id for row in await conn.execute(q.contested, bound))
+        frozenset(number for (number,) in await rows(q.contested))
         if q.contested is not None
         else frozenset()
     )
-    links = {row.org_id: row.digest for row in await conn.execute(q.links, bound)}
+    links = dict(await rows(q.links))
+    tool_ids = dict(await rows(q.tool_ids))
     return DesiredState(
         orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
         tools=tools,
-        tool_ids=await load_tool_ids(conn),
+        tool_ids=tool_ids,
         baselines=baselines,
         known_org_ids=known,
         intents=intents,
@@ -229,14 +253,16 @@ async def has_phone_numbers(conn: AsyncConnection) -> bool:
     return (await usable_shape(conn)).has("agents", "vapi_phone_number_id")
 
 
+_TOOL_IDS = select(vapi_objects.c.owner_key, vapi_objects.c.vapi_id).where(
+    vapi_objects.c.kind == "tool",
+    vapi_objects.c.state == "present",
+    vapi_objects.c.vapi_id.is_not(None),
+)
+
+
 async def load_tool_ids(conn: AsyncConnection) -> dict[str, str]:
     """Tool name -> Vapi id of every tool the registry holds as present."""
-    query = select(vapi_objects.c.owner_key, vapi_objects.c.vapi_id).where(
-        vapi_objects.c.kind == "tool",
-        vapi_objects.c.state == "present",
-        vapi_objects.c.vapi_id.is_not(None),
-    )
-    return {row.owner_key: row.vapi_id for row in await conn.execute(query)}
+    return {row.owner_key: row.vapi_id for row in await conn.execute(_TOOL_IDS)}
 
 
 def _agent(row: Any) -> DesiredAgent:

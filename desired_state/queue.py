@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.keys import TOOLS, AccountTools, WorkKey
-from desired_state.direct import DirectConnection
+from desired_state.direct import DirectConnection, driver
 
 TOOLS_ROW = UUID(int=0)
 """How the account's tools (``controller.core.keys.TOOLS``) are keyed in the table."""
@@ -76,9 +76,51 @@ class Claim:
 
 _CLAIMABLE = """
     due_at <= now() and (lease_expires_at is null or lease_expires_at < now())
-    and (org_id = :tools) = :want_tools and (select open from gate)
+    and (org_id = %(tools)s) = %(want_tools)s and (select open from gate)
 """
 """Due, not held, of the kind asked for, and past the tools gate."""
+_CLAIM = f"""
+    with gate as (
+      select %(want_tools)s or not exists (
+        select 1 from reconciler.work_items t
+        where t.org_id = %(tools)s
+          and (t.due_at <= now() or t.lease_expires_at > now())) as open
+    ), reserved as materialized (
+      select org_id from reconciler.work_items
+      where {_CLAIMABLE} and interactive_since is null
+      order by due_at
+      limit %(reserve)s
+      for update skip locked
+    ), interactive as materialized (
+      select org_id from reconciler.work_items
+      where {_CLAIMABLE} and interactive_since is not null
+      order by interactive_since, due_at
+      limit %(limit)s - (select count(*) from reserved)
+      for update skip locked
+    ), filling as materialized (
+      select org_id from reconciler.work_items
+      where {_CLAIMABLE} and interactive_since is null
+        and org_id not in (select org_id from reserved)
+      order by due_at
+      limit %(limit)s - (select count(*) from reserved) - (select count(*) from interactive)
+      for update skip locked
+    ), claimed as (
+      update reconciler.work_items w
+      set lease_owner = %(owner)s,
+          lease_expires_at = now() + make_interval(secs => %(lease)s),
+          fencing_token = w.fencing_token + 1,
+          claimed_generation = w.generation,
+          updated_at = now()
+      where w.org_id in (select org_id from reserved
+                         union all select org_id from interactive
+                         union all select org_id from filling)
+      returning w.org_id, w.fencing_token, w.generation, w.attempts,
+                w.interactive_since, w.due_at
+    )
+    select org_id, fencing_token, generation, attempts, interactive_since
+    from claimed order by interactive_since nulls last, due_at
+"""
+"""Built once: claims run on the session's psycopg connection (``desired_state.direct``)."""
 
 
 async def claim(
@@ -99,65 +141,27 @@ async def claim(
     the oldest due bulk rows, and whatever one lane leaves, the other fills. Each lane is
     oldest first, one row per organization, so no organization overtakes another twice.
     Returned interactive first, in claim order."""
-    rows = await conn.execute(
-        text(f"""
-            with gate as (
-              select :want_tools or not exists (
-                select 1 from reconciler.work_items t
-                where t.org_id = :tools
-                  and (t.due_at <= now() or t.lease_expires_at > now())) as open
-            ), reserved as materialized (
-              select org_id from reconciler.work_items
-              where {_CLAIMABLE} and interactive_since is null
-              order by due_at
-              limit :reserve
-              for update skip locked
-            ), interactive as materialized (
-              select org_id from reconciler.work_items
-              where {_CLAIMABLE} and interactive_since is not null
-              order by interactive_since, due_at
-              limit :limit - (select count(*) from reserved)
-              for update skip locked
-            ), filling as materialized (
-              select org_id from reconciler.work_items
-              where {_CLAIMABLE} and interactive_since is null
-                and org_id not in (select org_id from reserved)
-              order by due_at
-              limit :limit - (select count(*) from reserved) - (select count(*) from interactive)
-              for update skip locked
-            ), claimed as (
-              update reconciler.work_items w
-              set lease_owner = :owner,
-                  lease_expires_at = now() + make_interval(secs => :lease),
-                  fencing_token = w.fencing_token + 1,
-                  claimed_generation = w.generation,
-                  updated_at = now()
-              where w.org_id in (select org_id from reserved
-                                 union all select org_id from interactive
-                                 union all select org_id from filling)
-              returning w.org_id, w.fencing_token, w.generation, w.attempts,
-                        w.interactive_since, w.due_at
-            )
-            select * from claimed order by interactive_since nulls last, due_at
-        """),
+    raw = await driver(conn)
+    found = await raw.execute(
+        _CLAIM,
         {
             "owner": owner,
             "limit": limit,
             "reserve": bulk_slots(limit, share=bulk_share),
-            "lease": lease_seconds,
+            "lease": float(lease_seconds),
             "tools": TOOLS_ROW,
             "want_tools": tools,
         },
     )
     return [
         Claim(
-            work_key(r.org_id),
-            r.fencing_token,
-            r.generation,
-            r.attempts,
-            Lane.BULK if r.interactive_since is None else Lane.INTERACTIVE,
+            work_key(org_id),
+            token,
+            generation,
+            attempts,
+            Lane.BULK if interactive_since is None else Lane.INTERACTIVE,
         )
-        for r in rows
+        for org_id, token, generation, attempts, interactive_since in await found.fetchall()
     ]
 
 

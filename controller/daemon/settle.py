@@ -59,7 +59,8 @@ class Settler:
 
     async def _commit(self, group: list[Finished]) -> set[WorkKey]:
         shape = await platform_shape(self.engine)
-        async with direct(self.engine).connection() as conn, conn.transaction():
+        # pipelined: BEGIN goes with the completion, the records with COMMIT (two round trips)
+        async with direct(self.engine).connection() as conn, conn.pipeline(), conn.transaction():
             kept = await queue.complete(conn, [f.completion for f in group])
             await record_outcomes(
                 conn,
