@@ -18,6 +18,7 @@ from uuid import UUID
 
 from loguru import logger
 
+from controller.config import ControllerSettings
 from controller.core.desired import DesiredState
 from controller.core.keys import TOOLS, WorkKey
 from controller.core.outcome import OrgOutcome, Retry
@@ -189,6 +190,7 @@ class ClaimLoop:
         starting beside it gets its share of the backlog instead of none."""
         self._announced: dict[UUID, float] = {}
         """Organization -> when (monotonic) a change to it was last announced (NOTIFY)."""
+        self._schedule: tuple[ControllerSettings, SchedulePolicy] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -403,13 +405,18 @@ class ClaimLoop:
             await queue.mark_due(conn, None, lane=Lane.BULK)
 
     def _policy(self) -> SchedulePolicy:
+        """The schedule of the settings in force, made again only when they are swapped (a
+        resync asks for it once per organization)."""
         c = self.runtime.settings.controller
-        return SchedulePolicy(
-            c.resync_interval_seconds,
-            c.resync_jitter,
-            c.backoff_base_seconds,
-            c.backoff_max_seconds,
-        )
+        if self._schedule is None or self._schedule[0] is not c:
+            policy = SchedulePolicy(
+                c.resync_interval_seconds,
+                c.resync_jitter,
+                c.backoff_base_seconds,
+                c.backoff_max_seconds,
+            )
+            self._schedule = (c, policy)
+        return self._schedule[1]
 
 
 def _completion(

@@ -74,8 +74,15 @@ class VapiClient:
         self.calls: Counter[tuple[str, str, int | str]] = Counter()
         """(method, route, status or error name) -> count: what the pass cost."""
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        base = base_url.rstrip("/")
+        self._collections = {
+            f"/{name}": httpx.URL(f"{base}/{name}")
+            for name in ("assistant", "tool", "phone-number")
+        }
+        """The URL of each collection, parsed once: every create and listing asks for one
+        (httpx parses a relative path and joins it to the base on every request)."""
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+            base_url=base,
             headers={
                 "Authorization": f"Bearer {key.reveal()}",
                 "Accept-Encoding": ACCEPTED_ENCODINGS,
@@ -227,7 +234,8 @@ class VapiClient:
         route = _route(path)
         try:
             async with asyncio.timeout(self._timeout):
-                request = self._http.build_request(method, path, params=params, json=json)
+                url = self._collections.get(path, path)
+                request = self._http.build_request(method, url, params=params, json=json)
                 response = await self._http.send(request, stream=True)
                 try:
                     body = BoundedBody(
