@@ -9,14 +9,15 @@ desired state. Agent rows no assistant can be made of are skipped here and count
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from psycopg.rows import dict_row
+from psycopg import AsyncCursor
+from psycopg.rows import BaseRowFactory, dict_row, tuple_row
 from sqlalchemy import ARRAY, Text, any_, bindparam, distinct, func, literal, null, or_, select
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -31,7 +32,7 @@ from controller.core.desired import (
     DesiredState,
     DesiredTool,
 )
-from desired_state.direct import Compiled, compiled, driver
+from desired_state.direct import Compiled, DirectConnection, compiled, driver
 from desired_state.shape import PlatformShape, usable_shape
 from desired_state.tables import (
     agents,
@@ -171,52 +172,62 @@ async def load_desired(
     )
     bound = {} if org_ids is None else {"ids": list(org_ids)}
     raw = await driver(conn)
-
-    async def rows(query: Compiled) -> list[tuple[Any, ...]]:
-        return await (await raw.execute(query.sql, query.params(bound))).fetchall()
-
-    grouped: dict[UUID, list[DesiredAgent]] = {org_id: [] for (org_id,) in await rows(q.orgs)}
-    async with raw.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(q.agents.sql, q.agents.params(bound))
-        for row in await cursor.fetchall():
-            grouped.setdefault(row["org_id"], []).append(_agent(row))
-    async with raw.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(q.tools.sql, q.tools.params())
-        tools = tuple(
-            DesiredTool(
-                name=row["name"],
-                description=row["description"],
-                parameters=row["parameters"],
-                path=row["path"],
-                is_async=row["is_async"],
-                roles=tuple(row["roles"]),
-                enabled=row["enabled"],
-            )
-            for row in await cursor.fetchall()
+    async with raw.pipeline():  # every query sent at once: one round trip for the batch
+        sent: list[AsyncCursor[tuple[Any, ...]]] = [
+            await _send(raw, query, bound)
+            for query in (q.orgs, q.baselines, q.known, q.intents, q.shared, q.links, q.tool_ids)
+        ]
+        agent_rows = await _send(raw, q.agents, bound, dict_row)
+        tool_rows = await _send(raw, q.tools, bound, dict_row)
+        contested_rows: AsyncCursor[tuple[Any, ...]] | None = (
+            await _send(raw, q.contested, bound) if q.contested else None
         )
-    baselines = {row[0]: Baseline(*row) for row in await rows(q.baselines)}
-    known = frozenset(org_id for (org_id,) in await rows(q.known))
-    intents = {UUID(owner_key): at for owner_key, at in await rows(q.intents)}
-    shared = frozenset(vapi_id for (vapi_id,) in await rows(q.shared))
-    contested_numbers = (
-        frozenset(number for (number,) in await rows(q.contested))
-        if q.contested is not None
-        else frozenset()
+    org_rows, baseline_rows, known_rows, intent_rows, shared_rows, link_rows, tool_id_rows = [
+        await cursor.fetchall() for cursor in sent
+    ]
+    grouped: dict[UUID, list[DesiredAgent]] = {org_id: [] for (org_id,) in org_rows}
+    for row in await agent_rows.fetchall():
+        grouped.setdefault(row["org_id"], []).append(_agent(row))
+    tools = tuple(
+        DesiredTool(
+            name=row["name"],
+            description=row["description"],
+            parameters=row["parameters"],
+            path=row["path"],
+            is_async=row["is_async"],
+            roles=tuple(row["roles"]),
+            enabled=row["enabled"],
+        )
+        for row in await tool_rows.fetchall()
     )
-    links = dict(await rows(q.links))
-    tool_ids = dict(await rows(q.tool_ids))
+    contested = await contested_rows.fetchall() if contested_rows else []
     return DesiredState(
         orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
         tools=tools,
-        tool_ids=tool_ids,
-        baselines=baselines,
-        known_org_ids=known,
-        intents=intents,
-        shared_assistant_ids=shared,
-        contested_numbers=contested_numbers,
-        org_tools=links,
+        tool_ids=dict(tool_id_rows),
+        baselines={row[0]: Baseline(*row) for row in baseline_rows},
+        known_org_ids=frozenset(org_id for (org_id,) in known_rows),
+        intents={UUID(owner_key): at for owner_key, at in intent_rows},
+        shared_assistant_ids=frozenset(vapi_id for (vapi_id,) in shared_rows),
+        contested_numbers=frozenset(number for (number,) in contested),
+        org_tools=dict(link_rows),
         org_tools_hashed=shape.has("org_tools", "definition_hash"),
     )
+
+
+Row = TypeVar("Row")
+
+
+async def _send(
+    raw: DirectConnection,
+    query: Compiled,
+    bound: Mapping[str, Any],
+    rows: BaseRowFactory[Row] = tuple_row,  # type: ignore[assignment]
+) -> AsyncCursor[Row]:
+    """``query`` sent in the connection's pipeline; its rows are read after the sync."""
+    cursor = raw.cursor(row_factory=rows)
+    await cursor.execute(query.sql, query.params(bound))
+    return cursor
 
 
 _NUMBERS = bindparam("numbers", type_=ARRAY(Text))
