@@ -1,14 +1,18 @@
 """The hot path's own connections: psycopg's, without SQLAlchemy in between.
 
 Why: every Vapi write leaves a few statements behind it (the intent, the record, its share of
-the group commit). Through SQLAlchemy each cost about 0.39 ms of CPU (the pool checkout, the
-isolation level set and reset, statement compilation and result wrapping); on a psycopg
-connection of its own, 0.05 to 0.11 ms (``/tmp/s7/micro.py`` of session 7: 3,000 short
-statements each way). At 100 writes a second that was most of the daemon's CPU.
+the group commit). Through SQLAlchemy each cost about 0.4 to 0.5 ms of CPU (the pool checkout,
+the isolation level set and reset, statement compilation and result wrapping); on a psycopg
+connection of its own, about 0.1 (``python -m bench.statements``). At 100 writes a second that
+was most of the daemon's CPU.
 
-What goes here: the statements run once or more per Vapi write (``desired_state.records``'
-intent, write record, statuses and ``org_tools``; ``desired_state.queue.complete``). Every
-other query keeps SQLAlchemy: it is rare enough not to matter and easier to read there.
+What goes here: the statements run once or more per Vapi write or per claimed organization:
+``desired_state.records``' intent, write record, audit rows, statuses and ``org_tools``;
+``desired_state.queue``'s claim and completion; the desired-state load
+(``desired_state.load``). The claim and the load run in a SQLAlchemy session's own
+transaction, on its psycopg connection (``driver``), from statements compiled once
+(``compiled``). Every other query keeps SQLAlchemy: rare enough not to matter, and easier
+to read there.
 
 Connections are autocommit (a single statement is its own transaction, one round trip; a
 group commit opens ``conn.transaction()``), made on first use and kept up to ``size``; one

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import run
+from bench import run, statements
+from controller.aio import run as run_loop
 
 pytestmark = pytest.mark.slow
 ORGS = 20
@@ -138,3 +139,15 @@ def test_a_soak_samples_the_daemon_and_writes_nothing(args: argparse.Namespace) 
     assert result["writes"] == 0
     assert result["samples"]
     assert result["pg_connections_warm_last_max"][0] >= 1
+
+
+def test_the_statement_benchmark_measures_every_road(pg_admin_url: str) -> None:
+    figures = run_loop(statements.measure(pg_admin_url, 300))
+
+    assert set(figures) == {
+        "sqlalchemy_checkout_and_statement_ms",
+        "sqlalchemy_held_connection_ms",
+        "direct_checkout_and_statement_ms",
+    }
+    assert all(value >= 0 for value in figures.values())
+    assert sum(figures.values()) > 0  # CPU time is counted in clock ticks: one may read 0
