@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from weakref import WeakKeyDictionary
-
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -54,16 +52,3 @@ def async_engine(
         max_overflow=pool_size,
         connect_args=connect_args,
     )
-
-
-_AUTOCOMMIT: WeakKeyDictionary[AsyncEngine, AsyncEngine] = WeakKeyDictionary()
-
-
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """``engine``'s pool, each statement its own transaction: a single statement costs one
-    round trip instead of three (BEGIN, the statement, COMMIT). Made once per engine (making
-    one costs about as much as the statement)."""
-    found = _AUTOCOMMIT.get(engine)
-    if found is None:
-        found = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return found
