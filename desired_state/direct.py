@@ -82,8 +82,12 @@ class DirectConnections:
         )
 
     async def _give_back(self, conn: DirectConnection) -> None:
-        healthy = not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
-        if healthy and not self._closed:
+        if conn.broken:  # the server went away: the idle ones are likely gone too
+            idle, self._idle = self._idle, []
+            for other in idle:
+                await other.close()
+        idle = not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
+        if idle and not self._closed:
             self._idle.append(conn)
         else:  # broken, or left inside a statement by a cancelled caller: never reused
             await conn.close()
