@@ -83,11 +83,11 @@ class DirectConnections:
 
     async def _give_back(self, conn: DirectConnection) -> None:
         if conn.broken:  # the server went away: the idle ones are likely gone too
-            idle, self._idle = self._idle, []
-            for other in idle:
+            gone, self._idle = self._idle, []
+            for other in gone:
                 await other.close()
-        idle = not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
-        if idle and not self._closed:
+        reusable = not conn.broken and conn.info.transaction_status == TransactionStatus.IDLE
+        if reusable and not self._closed:
             self._idle.append(conn)
         else:  # broken, or left inside a statement by a cancelled caller: never reused
             await conn.close()
