@@ -36,6 +36,8 @@ from desired_state.views import load_org_states, load_queue_stats
 Job = Callable[[], Awaitable[None]]
 STATES_INTERVAL_SECONDS = 30.0
 """Each organization's state is read for /metrics this often (one row per organization)."""
+SUMMARY_INTERVAL_SECONDS = 10.0
+"""Organizations synced by writing are summed into one INFO line this often."""
 AUDIT_TRIM_INTERVAL_SECONDS = 3600.0
 
 HEARTBEAT_MAX_SECONDS = 5.0
@@ -93,6 +95,7 @@ class Jobs:
             ("alerts", self.evaluate_alerts, settings.alerting.evaluate_interval_seconds, 0),
             ("delivery", self.deliver_alerts, 1.0, 0),
             ("org_states", self.export_org_states, STATES_INTERVAL_SECONDS, 0),
+            ("summary", self.log_summary, SUMMARY_INTERVAL_SECONDS, 0),
             ("audit_retention", self.trim_audit, AUDIT_TRIM_INTERVAL_SECONDS, 60),
         )
         for name, job, every, jitter in jobs:
@@ -226,6 +229,9 @@ class Jobs:
         self.metrics.audit_trimmed.inc(removed)
         if removed:
             logger.info("audit log: {} rows older than {} days deleted", removed, keep_days)
+
+    async def log_summary(self) -> None:
+        self.claims.chain.written.flush()
 
     async def evaluate_alerts(self) -> None:
         before = (self.alerter.fired, self.alerter.resolved)

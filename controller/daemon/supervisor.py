@@ -195,6 +195,7 @@ class Daemon:
         began = time.monotonic()
         claims = await self.claims.drain(grace)
         await self.jobs.stop(max(grace - (time.monotonic() - began), JOBS_GRACE_SECONDS))
+        self.claims.chain.written.flush()  # the writes since the last summary line
         for task in list(self._tasks):
             if task is not serving:
                 task.cancel()

@@ -84,6 +84,30 @@ class DirectRecorder:
 
 
 @dataclass
+class WriteTally:
+    """Organizations a reconcile brought to ``synced`` by writing, counted for one INFO line
+    per interval (``flush``, the daemon's ``summary`` job): a rollout or a cold start of
+    10,000 organizations logs a line every few seconds instead of 10,000 (each organization's
+    own line is at DEBUG). Failures and every other state are still logged one by one."""
+
+    orgs: int = 0
+    writes: int = 0
+
+    def add(self, outcome: OrgOutcome) -> None:
+        self.orgs += 1
+        self.writes += outcome.writes
+
+    def flush(self) -> None:
+        if self.orgs:
+            logger.info(
+                "reconciled: {orgs} organizations synced with {writes} writes",
+                orgs=self.orgs,
+                writes=self.writes,
+            )
+            self.orgs = self.writes = 0
+
+
+@dataclass
 class Chain:
     runtime: Runtime
     cache: ObservedCache
@@ -93,6 +117,8 @@ class Chain:
     guard)."""
     _context: tuple[tuple[object, ...], AssistantContext] | None = field(default=None, init=False)
     """The last ``assistant_context`` and what it was derived from (see ``_context_for``)."""
+    written: WriteTally = field(default_factory=WriteTally, init=False)
+    """Organizations synced by writing since the last summary line (``WriteTally``)."""
     _in_sync: InSyncMemo = field(default_factory=dict, init=False)
     """Agents last found in sync, and from what (``controller.core.plan.InSync``): a resync
     of an unchanged organization skips rendering and comparing."""
@@ -170,7 +196,7 @@ class Chain:
         links = links_to_record(outcome, desired, desired.tool_ids)
         if not await recorder.record(Recorded(outcome, links)):
             return outcome
-        _log_outcome(outcome, reconcile_id)
+        _log_outcome(outcome, reconcile_id, self.written)
         return outcome
 
     async def _confirm(
@@ -406,10 +432,13 @@ def _internal_error(org_id: UUID, exc: Exception) -> OrgOutcome:
     return OrgOutcome.internal_error(org_id, what)
 
 
-def _log_outcome(outcome: OrgOutcome, reconcile_id: str) -> None:
-    """One summary line per reconcile; a resync that found nothing to do at DEBUG."""
-    quiet = outcome.state == "synced" and not outcome.writes
-    level = "DEBUG" if quiet else "WARNING" if outcome.state == "failed" else "INFO"
+def _log_outcome(outcome: OrgOutcome, reconcile_id: str, tally: WriteTally) -> None:
+    """One line per reconcile: at DEBUG when synced (a resync that found nothing to do, or
+    writes that ``tally`` sums up), WARNING when failed, INFO otherwise."""
+    synced = outcome.state == "synced"
+    if synced and outcome.writes:
+        tally.add(outcome)
+    level = "DEBUG" if synced else "WARNING" if outcome.state == "failed" else "INFO"
     logger.bind(org_id=str(outcome.org_id), reconcile_id=reconcile_id).log(
         level,
         "reconciled: {state}, {writes} writes{message}",
