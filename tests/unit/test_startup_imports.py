@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +128,22 @@ def test_reconcile_up_to_its_first_query_leaves_out(
 def test_the_daemon_leaves_out(package: str, daemon_imported: list[str]) -> None:
     assert "controller.daemon.supervisor" in daemon_imported
     assert under(daemon_imported, package) == []
+
+
+def test_both_ways_in_start_with_the_collector_held_off() -> None:
+    """The console script and ``python -m controller`` both start at ``controller.start``."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    assert scripts["vapi-reconciler"] == "controller.start:main"
+    probe = (
+        "import gc, runpy, sys\nsys.argv = ['controller', '--version']\ntry:\n"
+        "    runpy.run_module('controller', run_name='__main__')\n"
+        "except SystemExit:\n    print(gc.isenabled())"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.split()[-1] == "False"
 
 
 def test_the_schema_check_expects_the_newest_migration() -> None:
