@@ -3,11 +3,12 @@ controller``. The command line, with the cyclic garbage collector held off durin
 
 Why: start-up makes a few hundred thousand objects that live as long as the process (modules,
 classes, functions, SQLAlchemy's and pydantic's tables); every pass of the collector while
-they are made walks those made so far, to find no garbage. On ``reconcile`` those passes were
-about a tenth of the time to its first write (issue 17: within 0.8 s of process start;
-``bench/startup.py``). Once start-up is over the collector runs again, its first pass frees
-start-up's own garbage, and what survives it is frozen (``gc.freeze``): later passes, the
-daemon's included, no longer walk it.
+they are made walks those made so far, to find next to no garbage. On ``reconcile`` those
+passes were about 250, some 75 ms of the time to its first write (issue 17: within 0.8 s of
+process start; ``bench/startup.py``). So the first pass waits until start-up is over, counted
+in objects made rather than in seconds (a loaded machine is slower, not more wasteful); it
+frees start-up's own garbage, what survives it is frozen (``gc.freeze``) so that later passes,
+the daemon's included, no longer walk it, and the collector's usual thresholds return.
 
 Must stay cheap to import (it is imported before everything else) and must not change what a
 command does: only when the collector runs.
@@ -16,24 +17,25 @@ command does: only when the collector runs.
 from __future__ import annotations
 
 import gc
-import threading
 
-START_UP_SECONDS = 2.0
-"""How long the collector is held off. Start-up, to ``reconcile``'s first write, takes under a
-second; the margin is for a loaded machine. A command that ends sooner never collects."""
+START_UP_OBJECTS = 400_000
+"""Objects (containers the collector tracks) that may pile up before its first pass.
+``reconcile`` holds about 180,000 at its first write; a command that ends sooner never
+collects, a long one (the daemon, a pass over thousands of organizations) collects once
+past this, then as usual."""
 
 
 def main() -> None:
-    gc.disable()
-    resume = threading.Timer(START_UP_SECONDS, _collect_from_now_on)
-    resume.daemon = True  # a command that ends sooner does not wait for it
-    resume.start()
+    usual = gc.get_threshold()
+
+    def after_first_pass(phase: str, _info: dict[str, int]) -> None:
+        if phase == "stop":
+            gc.callbacks.remove(after_first_pass)
+            gc.freeze()
+            gc.set_threshold(*usual)
+
+    gc.callbacks.append(after_first_pass)
+    gc.set_threshold(START_UP_OBJECTS, *usual[1:])
     from controller.cli import main as command_line
 
     command_line()
-
-
-def _collect_from_now_on() -> None:
-    gc.collect()
-    gc.freeze()
-    gc.enable()

@@ -130,20 +130,26 @@ def test_the_daemon_leaves_out(package: str, daemon_imported: list[str]) -> None
     assert under(daemon_imported, package) == []
 
 
-def test_both_ways_in_start_with_the_collector_held_off() -> None:
-    """The console script and ``python -m controller`` both start at ``controller.start``."""
+def test_both_ways_in_hold_the_collector_off_until_start_up_is_over() -> None:
+    """The console script and ``python -m controller`` both start at ``controller.start``:
+    no pass of the collector until ``START_UP_OBJECTS``; the first one freezes what survives
+    it and brings the usual thresholds back."""
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
     assert scripts["vapi-reconciler"] == "controller.start:main"
     probe = (
-        "import gc, runpy, sys\nsys.argv = ['controller', '--version']\ntry:\n"
-        "    runpy.run_module('controller', run_name='__main__')\n"
-        "except SystemExit:\n    print(gc.isenabled())"
+        "import gc, runpy, sys\nusual = gc.get_threshold()\n"
+        "sys.argv = ['controller', '--version']\ntry:\n"
+        "    runpy.run_module('controller', run_name='__main__')\nexcept SystemExit:\n"
+        "    pass\nfrom controller.start import START_UP_OBJECTS\n"
+        "held = gc.get_threshold()[0] == START_UP_OBJECTS and gc.get_freeze_count() == 0\n"
+        "gc.collect()\n"
+        "print(held, gc.get_threshold() == usual, gc.get_freeze_count() > 0, gc.callbacks)"
     )
     found = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
-    assert found.stdout.split()[-1] == "False"
+    assert found.stdout.splitlines()[-1] == "True True True []"
 
 
 def test_the_schema_check_expects_the_newest_migration() -> None:
