@@ -1,5 +1,5 @@
 """``python -m controller`` is the ``vapi-reconciler`` console script."""
 
-from controller.cli import main
+from controller.start import main
 
 main()

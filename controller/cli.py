@@ -3,7 +3,8 @@
 Must stay cheap to import: ``reconcile`` and ``plan`` start from here, so what only some
 commands use (the daemon's HTTP server and alert sinks, the demo's simulator and embedded
 Postgres, rich's displays, alembic for ``migrate``, the output of ``plan``, ``status`` and
-``history``) is imported inside those commands (tests/unit/test_startup_imports.py).
+``history``, the reads behind the last two) is imported inside those commands
+(tests/unit/test_startup_imports.py).
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from controller.version import package_version
 from desired_state.engine import DatabaseURLError, async_engine
 from desired_state.findings import Finding, load_findings
 from desired_state.shape import PlatformShapeError
-from desired_state.views import Overview, load_history, load_overview, load_status_rows
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from desired_state.views import Overview
 
 F = TypeVar("F", bound=Callable[..., Any])
 SIM_EXTRA = ("vapi", "pgserver")
@@ -285,6 +287,8 @@ class _Status:
 
 
 async def _read_status(settings: Settings, org_id: UUID | None) -> _Status:
+    from desired_state.views import load_overview, load_status_rows
+
     engine = async_engine(settings.database.url, pool_size=1)
     try:
         async with engine.connect() as conn:
@@ -334,6 +338,8 @@ def history(config_path: Path, org_id: UUID | None, as_json: bool, limit: int) -
 async def _read_history(
     settings: Settings, *, org_id: UUID | None, limit: int
 ) -> list[dict[str, Any]]:
+    from desired_state.views import load_history
+
     engine = async_engine(settings.database.url, pool_size=1)
     try:
         async with engine.connect() as conn:

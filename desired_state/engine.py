@@ -41,7 +41,9 @@ def async_engine(
     caller's retry (every daemon part retries) gets a fresh connection.
     ``idle_in_transaction_seconds``: Postgres ends a session idle that long inside a
     transaction, releasing its locks (the controller's engine: see
-    ``IDLE_IN_TRANSACTION_SECONDS``)."""
+    ``IDLE_IN_TRANSACTION_SECONDS``).
+    No hstore adapter: no table has an hstore column, and looking the type up is a catalog
+    query on the first connection, which every command's start waits for (issue 17)."""
     connect_args = {}
     if idle_in_transaction_seconds is not None:
         millis = round(idle_in_transaction_seconds * 1000)
@@ -51,4 +53,5 @@ def async_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         connect_args=connect_args,
+        use_native_hstore=False,
     )

@@ -13,6 +13,7 @@ a problem: callers refuse to act (``PlatformShapeError``) rather than act on par
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -210,6 +211,8 @@ class _Policy:
 
 
 _shapes: dict[str, PlatformShape] = {}
+_reading: dict[str, asyncio.Future[PlatformShape]] = {}
+"""The read under way per database and role, for callers that ask while it runs."""
 
 
 async def shape_of(conn: AsyncConnection) -> PlatformShape:
@@ -218,10 +221,42 @@ async def shape_of(conn: AsyncConnection) -> PlatformShape:
     key = conn.engine.url.render_as_string(hide_password=True)
     shape = _shapes.get(key)
     if shape is None:
-        shape = await read_shape(conn)
+        shape = await _read_once(key, conn)
         if shape.ok:
             _shapes[key] = shape
     return shape
+
+
+async def _read_once(key: str, conn: AsyncConnection) -> PlatformShape:
+    """One read for the callers that ask at once: a command's start asks three times together
+    (the set-up check, the loader and the observer, each on its own connection), and the
+    observer's first Vapi request waits for its answer (issue 17: the first write within 0.8 s
+    of process start). A caller that finds a read under way waits for it; when that read
+    fails, the caller reads on its own connection (the reader has the error to report)."""
+    loop = asyncio.get_running_loop()
+    reading = _reading.get(key)
+    if reading is not None and reading.get_loop() is loop:
+        try:
+            return await asyncio.shield(reading)
+        except asyncio.CancelledError:
+            if not reading.cancelled() or _cancelling():
+                raise
+    reading = _reading[key] = loop.create_future()
+    try:
+        shape = await read_shape(conn)
+    except BaseException:
+        reading.cancel()
+        raise
+    finally:
+        if _reading.get(key) is reading:
+            del _reading[key]
+    reading.set_result(shape)
+    return shape
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def usable_shape(conn: AsyncConnection, shape: PlatformShape | None = None) -> PlatformShape:

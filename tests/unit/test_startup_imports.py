@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +26,7 @@ NEVER_AT_START = (
     "controller.report",  # plan's output, after the pass
     "controller.status_report",
     "controller.history_report",
+    "desired_state.views",  # status and history read through it
     "desired_state.migrate",
     "alembic",  # migrate only; the schema check compares with HEAD_REVISION
     "mako",
@@ -125,6 +128,28 @@ def test_reconcile_up_to_its_first_query_leaves_out(
 def test_the_daemon_leaves_out(package: str, daemon_imported: list[str]) -> None:
     assert "controller.daemon.supervisor" in daemon_imported
     assert under(daemon_imported, package) == []
+
+
+def test_both_ways_in_hold_the_collector_off_until_start_up_is_over() -> None:
+    """The console script and ``python -m controller`` both start at ``controller.start``:
+    no pass of the collector until ``START_UP_OBJECTS``; the first one freezes what survives
+    it and brings the usual thresholds back."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    assert scripts["vapi-reconciler"] == "controller.start:main"
+    probe = (
+        "import gc, runpy, sys\nusual = gc.get_threshold()\n"
+        "sys.argv = ['controller', '--version']\ntry:\n"
+        "    runpy.run_module('controller', run_name='__main__')\nexcept SystemExit:\n"
+        "    pass\nfrom controller.start import START_UP_OBJECTS\n"
+        "held = gc.get_threshold()[0] == START_UP_OBJECTS and gc.get_freeze_count() == 0\n"
+        "gc.collect()\n"
+        "print(held, gc.get_threshold() == usual, gc.get_freeze_count() > 0, gc.callbacks)"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.splitlines()[-1] == "True True True []"
 
 
 def test_the_schema_check_expects_the_newest_migration() -> None:
