@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
 from desired_state.direct import DirectConnection
-from desired_state.shape import PlatformShape, PlatformShapeError
+from desired_state.shape import PlatformShape
 from desired_state.tables import replicas, vapi_objects
 
 Kind = Literal["assistant", "tool"]
@@ -231,11 +231,10 @@ async def replace_org_tools(
 ) -> None:
     """Make ``org_tools`` hold exactly the given links for each organization named: two
     statements for any number of organizations; rows already right are left untouched.
-    ``definition_hash`` is stored and compared only where the platform has the column."""
+    ``definition_hash`` is stored and compared only where the platform has the column;
+    ``shape`` is a usable one (``desired_state.shape.engine_shape``)."""
     if not links_by_org:
         return
-    if not shape.ok:
-        raise PlatformShapeError(shape)
     links = [(org_id, link) for org_id, found in links_by_org.items() for link in found.values()]
     orgs = [org_id for org_id, _ in links]
     names = [link.tool_name for _, link in links]

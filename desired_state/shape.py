@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 Command = Literal["select", "insert", "update", "delete"]
 
@@ -218,13 +218,30 @@ _reading: dict[str, asyncio.Future[PlatformShape]] = {}
 async def shape_of(conn: AsyncConnection) -> PlatformShape:
     """The shape for this connection's database and role, read on first use and kept for the
     process. A shape with problems is not kept: the next call sees the fix."""
-    key = conn.engine.url.render_as_string(hide_password=True)
+    key = _key(conn.engine)
     shape = _shapes.get(key)
     if shape is None:
         shape = await _read_once(key, conn)
         if shape.ok:
             _shapes[key] = shape
     return shape
+
+
+def _key(engine: AsyncEngine) -> str:
+    """Shapes are kept per database and role: the URL, without its password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+async def engine_shape(engine: AsyncEngine) -> PlatformShape:
+    """``usable_shape`` of ``engine``'s database and role, taken from what ``shape_of`` keeps
+    without a connection once it is known (a group commit asks for it every time)."""
+    found = _shapes.get(_key(engine))
+    if found is None:
+        async with engine.connect() as conn:
+            found = await shape_of(conn)
+    if not found.ok:
+        raise PlatformShapeError(found)
+    return found
 
 
 async def _read_once(key: str, conn: AsyncConnection) -> PlatformShape:

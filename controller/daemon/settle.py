@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.keys import WorkKey
-from controller.reconcile.status import Recorded, platform_shape, record_outcomes
+from controller.reconcile.status import Recorded, record_outcomes
 from desired_state import queue
 from desired_state.direct import direct
 from desired_state.queue import Completion
+from desired_state.shape import engine_shape
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Settler:
             future.set_result(finished.completion.claimed.key in kept)
 
     async def _commit(self, group: list[Finished]) -> set[WorkKey]:
-        shape = await platform_shape(self.engine)
+        shape = await engine_shape(self.engine)
         # pipelined: BEGIN goes with the completion, the records with COMMIT (two round trips)
         async with direct(self.engine).connection() as conn, conn.pipeline(), conn.transaction():
             kept = await queue.complete(conn, [f.completion for f in group])

@@ -52,12 +52,13 @@ from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PruneLimit
 from controller.reconcile.rollout import RolloutGuard
 from controller.reconcile.runtime import Runtime
-from controller.reconcile.status import Recorded, platform_shape, record_outcomes
+from controller.reconcile.status import Recorded, record_outcomes
 from controller.secret import redact
 from controller.vapi.errors import VapiError, WriteAbandonedError
 from desired_state.direct import DATABASE_ERRORS, direct
 from desired_state.load import numbers_named
 from desired_state.records import Fence
+from desired_state.shape import engine_shape
 
 OUTAGES = (*DATABASE_ERRORS, OSError, VapiError)
 """Failures of Postgres or Vapi as a whole: not one organization's, so they pass the edge."""
@@ -77,7 +78,7 @@ class DirectRecorder:
 
     async def record(self, recorded: Recorded) -> bool:
         engine = self.runtime.engine
-        shape = await platform_shape(engine)
+        shape = await engine_shape(engine)
         async with direct(engine).connection() as conn, conn.transaction():
             await record_outcomes(conn, [recorded], shape=shape, one_shot=True)
         return True

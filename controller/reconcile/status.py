@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
-from weakref import WeakKeyDictionary
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.desired import ToolRow
 from controller.core.outcome import OrgOutcome
@@ -15,7 +12,7 @@ from controller.secret import redact
 from desired_state import records
 from desired_state.direct import DirectConnection
 from desired_state.records import ToolLink
-from desired_state.shape import PlatformShape, usable_shape
+from desired_state.shape import PlatformShape
 
 MESSAGE_MAX = 4000
 
@@ -34,20 +31,6 @@ class Recorded:
         return not self.outcome.desired and self.outcome.converged and self.outcome.orphans == 0
 
 
-_SHAPES: WeakKeyDictionary[AsyncEngine, PlatformShape] = WeakKeyDictionary()
-
-
-async def platform_shape(engine: AsyncEngine) -> PlatformShape:
-    """The platform's tables as ``engine``'s role sees them, for ``record_outcomes``: read
-    once usable and kept per engine (a group commit must not spend a connection on it);
-    ``PlatformShapeError`` while they have problems (read again next time)."""
-    found = _SHAPES.get(engine)
-    if found is None:
-        async with engine.connect() as conn:
-            found = _SHAPES[engine] = await usable_shape(conn)
-    return found
-
-
 async def record_outcomes(
     conn: DirectConnection,
     recorded: Sequence[Recorded],
@@ -56,9 +39,9 @@ async def record_outcomes(
     one_shot: bool = False,
 ) -> None:
     """Status rows and ``org_tools`` of many organizations, in the caller's transaction, in a
-    handful of statements whatever their number. ``shape``: the platform's, for ``org_tools``.
-    ``one_shot``: a one-shot command's, which never overwrites the daemon's view with its own
-    config's pause state."""
+    handful of statements whatever their number. ``shape``: the platform's, usable
+    (``desired_state.shape.engine_shape``), for ``org_tools``. ``one_shot``: a one-shot
+    command's, which never overwrites the daemon's view with its own config's pause state."""
     gone = [r.outcome.org_id for r in recorded if r.forgotten]
     kept = [r for r in recorded if not r.forgotten]
     await records.forget_statuses(conn, gone)

@@ -13,13 +13,12 @@ from controller.core.desired import tool_rows_digest
 from controller.core.outcome import OrgOutcome, links_to_record
 from controller.reconcile.full_pass import reconcile_pass
 from controller.reconcile.runtime import Runtime
-from controller.reconcile.status import platform_shape
 from desired_state.direct import direct
 from desired_state.engine import sync_engine
 from desired_state.load import load_desired
 from desired_state.records import ToolLink, replace_org_tools
 from desired_state.sample import seed_clinics
-from desired_state.shape import PlatformShapeError, policy_sql, read_shape
+from desired_state.shape import PlatformShapeError, engine_shape, policy_sql, read_shape
 from desired_state.unusable import (
     AGENT_ACTIVE_FLAGS_DISAGREE,
     AGENT_MISSING_VALUE,
@@ -190,7 +189,7 @@ async def test_org_tools_are_written_and_read_with_a_definition_hash_only_where_
         clinic = (await seed_clinics(conn, 1))[0]
     names = ("endCall", "end_call", "endcall", "Zeta", "a-b", "ab")  # any collation's order
     links = {name: ToolLink(name, f"t-{i}", f"{i}" * 64) for i, name in enumerate(names)}
-    shape = await platform_shape(runtime.engine)
+    shape = await engine_shape(runtime.engine)
     async with direct(runtime.engine).connection() as hot, hot.transaction():
         await replace_org_tools(hot, {clinic.org_id: links}, shape=shape)
         await replace_org_tools(hot, {clinic.org_id: links}, shape=shape)
