@@ -286,13 +286,45 @@ class ClaimLoop:
             began = time.monotonic()  # before the read: a change announced later is newer
             async with self.runtime.engine.connect() as conn:
                 desired = Snapshot(await load_desired(conn, org_ids=orgs), began)
+            unchanged: list[Finished] = []
             for claimed in claims:
+                recorded = self._unchanged(claimed, desired)
+                if recorded is not None:
+                    completion = _completion(claimed, recorded.outcome.retry, self._policy(), None)
+                    unchanged.append(Finished(completion, recorded))
+                    continue
                 self._hold(claimed, asked_at)
                 task = asyncio.create_task(self._work(claimed, desired))
                 self.inflight[claimed.key] = (claimed, task)
                 task.add_done_callback(lambda _: self.wake.set())
+            self.metrics.inflight.set(len(self.inflight))
+            if unchanged:
+                await self._settle_unchanged(unchanged, since=began)
         self.metrics.inflight.set(len(self.inflight))
         return len(tools) + len(claims)
+
+    def _unchanged(self, claimed: Claim, snapshot: Snapshot) -> Recorded | None:
+        """The record of a visit that needs no step of the chain: nothing the organization's
+        plan is made from changed since its last visit found nothing to do, and no change
+        to it was announced since the batch was loaded (``Chain.unchanged``)."""
+        org_id = claimed.key
+        if org_id is TOOLS or self._announced.get(org_id, 0.0) > snapshot.loaded_at:
+            return None
+        return self.chain.unchanged(org_id, snapshot.desired)
+
+    async def _settle_unchanged(self, unchanged: list[Finished], *, since: float) -> None:
+        """Their completions and status rows in one group commit, counted as visits."""
+        kept = await self.settler.settle_all(unchanged)
+        took = time.monotonic() - since
+        for finished in unchanged:
+            claimed = finished.completion.claimed
+            self._count_lost(claimed, claimed.key in kept)
+            state = finished.recorded.outcome.state if finished.recorded else "error"
+            self.metrics.reconciles.labels(state).inc()
+            self.metrics.reconcile_seconds.observe(took)
+        logger.debug(
+            "{} organizations unchanged since their last visit: nothing to do", len(unchanged)
+        )
 
     def _hold(self, claimed: Claim, asked_at: float) -> None:
         seconds = self.runtime.settings.controller.lease_seconds

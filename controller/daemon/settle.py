@@ -9,6 +9,7 @@ instead of one per organization, and a lone change is committed at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,13 +32,18 @@ class Finished:
 class Settler:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._waiting: list[tuple[Finished, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[Sequence[Finished], asyncio.Future[set[WorkKey]]]] = []
         self._lock = asyncio.Lock()
 
     async def settle(self, finished: Finished) -> bool:
         """Commit ``finished`` with whatever else is waiting; False if the lease was lost
         (the outcome is then not recorded: another replica owns the row)."""
-        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        return finished.completion.claimed.key in await self.settle_all([finished])
+
+    async def settle_all(self, finished: Sequence[Finished]) -> set[WorkKey]:
+        """Commit all of ``finished`` (and whatever else is waiting) in one transaction;
+        returns the keys whose lease still held (at least those of ``finished``)."""
+        mine: asyncio.Future[set[WorkKey]] = asyncio.get_running_loop().create_future()
         self._waiting.append((finished, mine))
         async with self._lock:
             if not mine.done():
@@ -47,7 +53,7 @@ class Settler:
     async def _commit_waiting(self) -> None:
         group, self._waiting = self._waiting, []
         try:
-            kept = await self._commit([f for f, _ in group])
+            kept = await self._commit([f for finished, _ in group for f in finished])
         except asyncio.CancelledError:
             self._waiting[:0] = group  # the next one in line commits the group
             raise
@@ -55,8 +61,8 @@ class Settler:
             for _, future in group:
                 future.set_exception(exc)
             return
-        for finished, future in group:
-            future.set_result(finished.completion.claimed.key in kept)
+        for _, future in group:
+            future.set_result(kept)
 
     async def _commit(self, group: list[Finished]) -> set[WorkKey]:
         shape = await engine_shape(self.engine)

@@ -50,6 +50,7 @@ from controller.reconcile.apply import Applier
 from controller.reconcile.lease import Lease
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PruneLimit
+from controller.reconcile.quiet import PlanInputs, QuietMemo, SharedContext, shared_part
 from controller.reconcile.rollout import RolloutGuard
 from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded, record_outcomes
@@ -116,13 +117,19 @@ class Chain:
     _rollout_admitted: dict[str, int] = field(default_factory=dict, init=False)
     """Render digest -> configuration-caused updates this process admitted (mass-update
     guard)."""
-    _context: tuple[tuple[object, ...], AssistantContext] | None = field(default=None, init=False)
-    """The last ``assistant_context`` and what it was derived from (see ``_context_for``)."""
+    _context: tuple[tuple[object, ...], AssistantContext, SharedContext] | None = field(
+        default=None, init=False
+    )
+    """The last ``assistant_context``, what it was derived from and its shared part (see
+    ``_context_for``)."""
     written: WriteTally = field(default_factory=WriteTally, init=False)
     """Organizations synced by writing since the last summary line (``WriteTally``)."""
     _in_sync: InSyncMemo = field(default_factory=dict, init=False)
     """Agents last found in sync, and from what (``controller.core.plan.InSync``): a resync
     of an unchanged organization skips rendering and comparing."""
+    quiet: QuietMemo = field(default_factory=QuietMemo, init=False)
+    """Organizations whose last visit needed nothing, and what it was planned from
+    (``controller.reconcile.quiet``): the daemon answers a resync of those from it."""
 
     # -- organizations -------------------------------------------------------------------
     async def reconcile_org(
@@ -137,8 +144,9 @@ class Chain:
         fence: Fence | None,
     ) -> OrgOutcome:
         """Every step for one organization (the daemon's unit of work, under its claim)."""
-        plan = await self.prepare_org(org_id, desired)
-        return await self.finish_org(
+        self.quiet.forget(org_id)
+        plan, inputs = await self._prepare(org_id, desired)
+        outcome = await self.finish_org(
             plan,
             desired,
             reconcile_id=reconcile_id,
@@ -147,20 +155,43 @@ class Chain:
             lease=lease,
             fence=fence,
         )
+        if inputs is not None:
+            self.quiet.remember(inputs, plan, outcome)
+        return outcome
+
+    def unchanged(self, org_id: UUID, desired: DesiredState) -> Recorded | None:
+        """The record of a visit to an organization whose last visit needed nothing, if
+        nothing its plan is made from has changed since (``controller.reconcile.quiet``);
+        None: it must be visited through every step."""
+        quiet = self.quiet.recall(org_id, desired)
+        if quiet is None:
+            return None
+        if self._inputs(org_id, desired.orgs.get(org_id), desired) != quiet.inputs:
+            self.quiet.forget(org_id)
+            return None
+        return Recorded(quiet.outcome, links_to_record(quiet.outcome, desired, desired.tool_ids))
 
     async def prepare_org(self, org_id: UUID, desired: DesiredState) -> OrgPlan:
         """confirm -> plan. Writes nothing anywhere (``plan`` stops here)."""
+        return (await self._prepare(org_id, desired))[0]
+
+    async def _prepare(
+        self, org_id: UUID, desired: DesiredState
+    ) -> tuple[OrgPlan, PlanInputs | None]:
+        """The plan and what it was made from (None: planning failed)."""
         try:
             org = desired.orgs.get(org_id)
             releasable = await self._confirm(org_id, org, desired, began=time.monotonic())
-            plan = self._plan(org_id, org, desired, releasable)
+            inputs = self._inputs(org_id, org, desired)
+            plan = self._plan(org_id, inputs, releasable)
             if plan.replaces and await self.cache.confirm_exists("assistant", plan.kept):
-                plan = self._plan(org_id, org, desired, releasable)  # what it kept is gone
-            return plan
+                inputs = self._inputs(org_id, org, desired)  # what it kept is gone
+                plan = self._plan(org_id, inputs, releasable)
+            return plan, inputs
         except OUTAGES:
             raise
         except Exception as exc:
-            return OrgPlan(org_id, error=_internal_error(org_id, exc).message)
+            return OrgPlan(org_id, error=_internal_error(org_id, exc).message), None
 
     async def finish_org(
         self,
@@ -226,39 +257,48 @@ class Chain:
         async with self.runtime.engine.connect() as conn:
             return frozenset(candidates - await numbers_named(conn, candidates))
 
-    def _plan(
-        self,
-        org_id: UUID,
-        org: DesiredOrg | None,
-        desired: DesiredState,
-        releasable: frozenset[str],
-    ) -> OrgPlan:
+    def _inputs(self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState) -> PlanInputs:
+        """What the organization's plan is made from, as the cache and settings hold it now."""
         observed = self.cache.state
         named = [a.vapi_assistant_id for a in org.agents] if org else []
-        settings = self.runtime.settings
-        mine = observed.for_org(org_id, named)
+        mine = tuple(observed.for_org(org_id, named))
+        context, shared = self._context_for(desired, observed)
+        return PlanInputs(
+            org=org,
+            observed=mine,
+            unusable=tuple(observed.unusable_for_org(org_id, named)),
+            numbers=tuple(self._numbers(org, mine).values()) if self.cache.phones else None,
+            baselines=tuple(context.baselines.get(a.id) for a in mine),
+            shared=shared,
+            settings=self.runtime.settings,
+            context=context,
+        )
+
+    def _plan(self, org_id: UUID, inputs: PlanInputs, releasable: frozenset[str]) -> OrgPlan:
         return plan_org(
             org_id=org_id,
-            desired=org,
-            observed=mine,
-            unusable=observed.unusable_for_org(org_id, named),
-            context=self._context_for(desired, observed),
-            prune=settings.controller.prune,
-            numbers=self._numbers(org, mine) if self.cache.phones else None,
+            desired=inputs.org,
+            observed=inputs.observed,
+            unusable=inputs.unusable,
+            context=inputs.context,
+            prune=inputs.settings.controller.prune,
+            numbers=inputs.numbers_by_id,
             releasable=releasable,
             memo=self._in_sync,
         )
 
-    def _context_for(self, desired: DesiredState, observed: ObservedState) -> AssistantContext:
+    def _context_for(
+        self, desired: DesiredState, observed: ObservedState
+    ) -> tuple[AssistantContext, SharedContext]:
         """``assistant_context`` of the snapshot, derived once while neither the snapshot,
         the observed state (its ``version``) nor the settings changed: every organization
-        of a claim batch shares it."""
+        of a claim batch shares it. Its shared part stays the same object from one snapshot
+        to the next while it is equal (compared once per snapshot, not per organization)."""
         settings = self.runtime.settings
         inputs = (desired, observed, observed.version, observed.listed, settings)
-        if self._context is not None and all(
-            a is b for a, b in zip(self._context[0], inputs, strict=True)
-        ):
-            return self._context[1]
+        last = self._context
+        if last is not None and all(a is b for a, b in zip(last[0], inputs, strict=True)):
+            return last[1], last[2]
         context = assistant_context(
             desired,
             observed,
@@ -266,8 +306,11 @@ class Chain:
             backend_url=settings.backend_url,
             settings_hash=settings.render_digest,
         )
-        self._context = inputs, context
-        return context
+        shared = shared_part(context)
+        if last is not None and last[2] == shared:
+            shared = last[2]
+        self._context = inputs, context, shared
+        return context, shared
 
     def _numbers(
         self, org: DesiredOrg | None, mine: Sequence[ObservedAssistant]
