@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
+from uuid import UUID
 from weakref import WeakKeyDictionary
 
 import psycopg
@@ -122,6 +123,13 @@ def compiled(statement: ClauseElement) -> Compiled:
     expression language, run on a direct connection."""
     found = statement.compile(dialect=_DIALECT)
     return Compiled(str(found), dict(found.params))
+
+
+def uuid_array(ids: Iterable[UUID]) -> str:
+    """A ``uuid[]`` parameter as Postgres' array text, for a statement that casts it
+    (``cast(%(ids)s as uuid[])``): one string psycopg sends as it is, where a list of UUIDs
+    is dumped element by element in Python (half the CPU of a statement binding 256 ids)."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 _DIRECT: WeakKeyDictionary[AsyncEngine, DirectConnections] = WeakKeyDictionary()

@@ -32,7 +32,7 @@ from controller.core.desired import (
     DesiredState,
     DesiredTool,
 )
-from desired_state.direct import Compiled, DirectConnection, compiled, driver
+from desired_state.direct import Compiled, DirectConnection, compiled, driver, uuid_array
 from desired_state.shape import PlatformShape, usable_shape
 from desired_state.tables import (
     agents,
@@ -170,7 +170,7 @@ async def load_desired(
         shape.has("org_tools", "definition_hash"),
         org_ids is not None,
     )
-    bound = {} if org_ids is None else {"ids": list(org_ids)}
+    bound = {} if org_ids is None else {"ids": uuid_array(org_ids)}  # dumped once, bound ten times
     raw = await driver(conn)
     async with raw.pipeline():  # every query sent at once: one round trip for the batch
         sent: list[AsyncCursor[tuple[Any, ...]]] = [

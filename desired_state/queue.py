@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.keys import TOOLS, AccountTools, WorkKey
-from desired_state.direct import DirectConnection, driver
+from desired_state.direct import DirectConnection, driver, uuid_array
 
 TOOLS_ROW = UUID(int=0)
 """How the account's tools (``controller.core.keys.TOOLS``) are keyed in the table."""
@@ -203,7 +203,7 @@ async def complete(conn: DirectConnection, completions: Sequence[Completion]) ->
     rows = await conn.execute(
         _COMPLETE,
         {
-            "orgs": [row_id(c.claimed.key) for c in completions],
+            "orgs": uuid_array(row_id(c.claimed.key) for c in completions),
             "tokens": [c.claimed.token for c in completions],
             "due_in": [c.due_in for c in completions],
             "attempts": [c.attempts for c in completions],

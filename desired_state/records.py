@@ -20,7 +20,7 @@ from sqlalchemy import and_, delete, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
-from desired_state.direct import DirectConnection
+from desired_state.direct import DirectConnection, uuid_array
 from desired_state.shape import PlatformShape
 from desired_state.tables import replicas, vapi_objects
 
@@ -308,7 +308,7 @@ async def write_statuses(
     await conn.execute(
         _WRITE_STATUSES_ONE_SHOT if one_shot else _UPSERT_STATUSES,
         {
-            "orgs": list(latest),
+            "orgs": uuid_array(latest),
             "states": [row.state for row in latest.values()],
             "messages": [row.message for row in latest.values()],
             "reasons": [row.reason for row in latest.values()],
