@@ -11,7 +11,7 @@ value: every load makes new rows), the observed assistants, unusable objects and
 numbers it was planned against (by identity first: the cache makes a new object whenever
 Vapi's copy changes, and an equal body is the same input), the baselines of its assistants,
 the context every organization of a batch shares (``SharedContext``: kept as the same object
-while it is equal) and the settings in force (the same object until a reload).
+while it is equal) and the settings in force (the same object until a reload, then by value).
 
 Never answered from the memo: an organization no longer desired, one with a create in doubt
 (an intent with no known outcome), one whose last visit wrote, failed, was blocked, held an
