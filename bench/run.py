@@ -632,25 +632,35 @@ def converged(
 
 def steady_state(args: argparse.Namespace) -> dict[str, Any]:
     """One full resync pass over a converged account, every organization due at once
-    (``--numbers``: every inbound agent with a phone number to keep routed)."""
+    (``--numbers``: every inbound agent with a phone number to keep routed); ``--passes``:
+    more such passes after it. The first follows the cold start, where every organization's
+    last visit wrote: each goes through every step of the chain. The passes after it find
+    each organization as the first left it, and are answered from its verdict
+    (``controller.reconcile.quiet``): ``--profile`` records those when there are any."""
     with bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b:
         numbers = b.give_numbers() if args.numbers else 0
         with converged(b, args) as (d, setup):
-            with profiling(args.profile, [d]) as folded:  # attached before the pass starts
+            profiled = args.passes == 1  # else the passes after the first
+            with profiling(args.profile and profiled, [d]) as folded:
                 before, cpu, start = b.requests(), cpu_seconds(d.pid), time.time()
                 b.fall_due()
                 took = wait_for(
                     lambda: b.visited_since(start) >= args.orgs, 600, "a full resync pass"
                 )
                 after, cpu_after = b.requests(), cpu_seconds(d.pid)
+            with profiling(args.profile and not profiled, [d]) as more_folded:
                 more = [_one_pass(b, d, args.orgs) for _ in range(args.passes - 1)]
             rss, rss_now = peak_rss_mb(d.pid), rss_mb(d.pid)
         pass_calls = after - before
         profile: dict[str, Any] = {}
-        if folded:  # over every pass; ``writes``: the divisor of the table's last column
-            cpu_s = (cpu_after - cpu) + sum(more) * 2 * args.orgs / 1000
+        if folded or more_folded:  # ``writes``: the divisor of the table's last column
+            profiled_passes = 1 if folded else args.passes - 1
+            cpu_s = (cpu_after - cpu) if folded else sum(more) * 2 * args.orgs / 1000
             profile, table = profile_figures(
-                folded, writes=2 * args.orgs * args.passes, cpu_s=cpu_s, unit="assistant"
+                folded or more_folded,
+                writes=2 * args.orgs * profiled_passes,
+                cpu_s=cpu_s,
+                unit="assistant",
             )
             print(table)
         observe = {} if args.skip_cold_observe else cold_observe(b, args)
@@ -943,7 +953,8 @@ def argument_parser() -> argparse.ArgumentParser:
         "--passes",
         type=int,
         default=1,
-        help="steady-state: passes measured (the first is the headline; the others listed)",
+        help="steady-state: passes measured (the first is the headline; the others listed, "
+        "and profiled with --profile)",
     )
     parser.add_argument(
         "--numbers", action="store_true", help="steady-state: a phone number per inbound agent"
