@@ -9,7 +9,7 @@ desired state. Agent rows no assistant can be made of are skipped here and count
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -26,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from controller.core.desired import (
     TOOL_ROW_RECORD,
     TOOL_ROW_UNIT,
+    AgentRow,
     Baseline,
     DesiredAgent,
-    DesiredOrg,
     DesiredState,
     DesiredTool,
+    OrgRows,
 )
 from desired_state.direct import Compiled, DirectConnection, compiled, driver, uuid_array
 from desired_state.shape import PlatformShape, usable_shape
@@ -164,8 +165,9 @@ async def load_desired(
     """The organizations to converge (all, or ``org_ids``), tools and the registry.
     ``shape``: the platform's, read once per database and role when not given."""
     shape = await usable_shape(conn, shape)
+    columns = tuple(c.name for c in _agent_columns(shape))
     q = _queries(
-        tuple(c.name for c in _agent_columns(shape)),
+        columns,
         shape.has("agents", "vapi_phone_number_id"),
         shape.has("org_tools", "definition_hash"),
         org_ids is not None,
@@ -177,7 +179,7 @@ async def load_desired(
             await _send(raw, query, bound)
             for query in (q.orgs, q.baselines, q.known, q.intents, q.shared, q.links, q.tool_ids)
         ]
-        agent_rows = await _send(raw, q.agents, bound, dict_row)
+        agent_rows: AsyncCursor[tuple[Any, ...]] = await _send(raw, q.agents, bound)
         tool_rows = await _send(raw, q.tools, bound, dict_row)
         contested_rows: AsyncCursor[tuple[Any, ...]] | None = (
             await _send(raw, q.contested, bound) if q.contested else None
@@ -185,9 +187,10 @@ async def load_desired(
     org_rows, baseline_rows, known_rows, intent_rows, shared_rows, link_rows, tool_id_rows = [
         await cursor.fetchall() for cursor in sent
     ]
-    grouped: dict[UUID, list[DesiredAgent]] = {org_id: [] for (org_id,) in org_rows}
+    grouped: dict[UUID, list[AgentRow]] = {org_id: [] for (org_id,) in org_rows}
+    at = columns.index("org_id")
     for row in await agent_rows.fetchall():
-        grouped.setdefault(row["org_id"], []).append(_agent(row))
+        grouped.setdefault(row[at], []).append(row)
     tools = tuple(
         DesiredTool(
             name=row["name"],
@@ -202,7 +205,7 @@ async def load_desired(
     )
     contested = await contested_rows.fetchall() if contested_rows else []
     return DesiredState(
-        orgs={org_id: DesiredOrg(org_id, tuple(found)) for org_id, found in grouped.items()},
+        orgs=OrgRows({o: tuple(rows) for o, rows in grouped.items()}, _agent_of(columns)),
         tools=tools,
         tool_ids=dict(tool_id_rows),
         baselines={row[0]: Baseline(*row) for row in baseline_rows},
@@ -276,7 +279,13 @@ async def load_tool_ids(conn: AsyncConnection) -> dict[str, str]:
     return {row.owner_key: row.vapi_id for row in await conn.execute(_TOOL_IDS)}
 
 
-def _agent(row: Any) -> DesiredAgent:
+@lru_cache(maxsize=16)
+def _agent_of(columns: tuple[str, ...]) -> Callable[[AgentRow], DesiredAgent]:
+    """An agent row, its columns in this order, to a ``DesiredAgent``."""
+    return lambda row: _agent(dict(zip(columns, row, strict=True)))
+
+
+def _agent(row: Mapping[str, Any]) -> DesiredAgent:
     return DesiredAgent(
         agent_id=row["id"],
         org_id=row["org_id"],

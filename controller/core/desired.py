@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -18,7 +18,7 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: every agent is held by the memos of a resync
 class DesiredAgent:
     agent_id: UUID
     org_id: UUID
@@ -44,8 +44,10 @@ class DesiredAgent:
 
 def row_hash(agent: DesiredAgent) -> str:
     """What of an agent row a body is rendered from (its link to Vapi aside)."""
-    fields = {k: v for k, v in vars(agent).items() if k != "vapi_assistant_id"}
-    return fingerprint({k: str(v) if isinstance(v, UUID) else v for k, v in fields.items()})
+    values = {
+        f.name: getattr(agent, f.name) for f in fields(agent) if f.name != "vapi_assistant_id"
+    }
+    return fingerprint({k: str(v) if isinstance(v, UUID) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,49 @@ def tool_rows_digest(rows: Iterable[ToolRow]) -> str | None:
     return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredOrg:
     org_id: UUID
     agents: tuple[DesiredAgent, ...] = ()
+
+
+AgentRow = Sequence[Any]
+"""One agent row as read, its columns in the order the load asked for them."""
+
+
+class OrgRows(Mapping[UUID, DesiredOrg]):
+    """Organizations as read: each made into a ``DesiredOrg`` on first use, from its agent
+    rows (``agent``: one row to a ``DesiredAgent``). A resync reads every organization of a
+    batch, and most are answered by comparing their rows with those of an earlier visit
+    (``controller.reconcile.quiet``): those are never made into objects."""
+
+    def __init__(
+        self,
+        rows: Mapping[UUID, tuple[AgentRow, ...]],
+        agent: Callable[[AgentRow], DesiredAgent],
+    ) -> None:
+        self._rows = rows
+        self._agent = agent
+        self._made: dict[UUID, DesiredOrg] = {}
+
+    def __getitem__(self, org_id: UUID) -> DesiredOrg:
+        made = self._made.get(org_id)
+        if made is None:
+            agents = tuple(map(self._agent, self._rows[org_id]))
+            made = self._made[org_id] = DesiredOrg(org_id, agents)
+        return made
+
+    def __contains__(self, org_id: object) -> bool:
+        return org_id in self._rows
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def rows(self, org_id: UUID) -> tuple[AgentRow, ...] | None:
+        return self._rows.get(org_id)
 
 
 @dataclass(frozen=True)
@@ -136,6 +177,12 @@ class DesiredState:
     org_tools_hashed: bool = True
     """The platform's ``org_tools`` keeps ``definition_hash`` (the live table has no such
     column: its rows are compared without it)."""
+
+    def rows_of(self, org_id: UUID) -> object:
+        """What the organization was read from, to compare with an earlier snapshot's: its
+        rows as read (``OrgRows``), else the organization itself (None: not desired)."""
+        orgs = self.orgs
+        return orgs.rows(org_id) if isinstance(orgs, OrgRows) else orgs.get(org_id)
 
     @cached_property
     def tool_rows_by_roles(self) -> dict[frozenset[str], tuple[frozenset[ToolRow], str | None]]:

@@ -182,12 +182,16 @@ def org_outcome(
 
 
 def links_to_record(
-    outcome: OrgOutcome, desired: DesiredState, tool_ids: Mapping[str, str]
+    outcome: OrgOutcome,
+    desired: DesiredState,
+    tool_ids: Mapping[str, str],
+    org: DesiredOrg | None = None,
 ) -> frozenset[ToolRow] | None:
     """The ``org_tools`` rows the organization should hold now, or None to leave them: they
     are rewritten only for a synced organization, and only when they differ from what the
-    snapshot read."""
-    org = desired.orgs.get(outcome.org_id)
+    snapshot read. ``org``: the organization, where the caller holds it already (else the
+    snapshot's)."""
+    org = org or desired.orgs.get(outcome.org_id)
     if outcome.state != "synced" or org is None:
         return None
     roles = frozenset(agent.role for agent in org.agents)

@@ -43,9 +43,13 @@ FRESH_SECONDS = 2.0
 change to the organization was announced since; otherwise the organization's desired state
 is loaded again right before it is planned (a claimed organization may wait long for a slot
 during a rollout, and a plan from a stale snapshot could delete what was just re-created)."""
-CLAIM_BATCH = 256
-"""Rows claimed at once while visits find nothing to do (a resync sweep: most finish without
-a Vapi call); only ``concurrency`` organizations at a time do Vapi work."""
+CLAIM_BATCH = 1024
+"""Rows claimed at once while visits find nothing to do (a resync sweep: most are answered
+from their last verdict without a task, see ``_unchanged``); only ``concurrency``
+organizations at a time do Vapi work. Each claim, load and group commit has a cost of its own
+whatever its size: at 1024 rows instead of 256, a resync pass of 20,000 assistants cost
+0.10-0.12 ms of CPU per assistant instead of 0.13. A batch of unchanged organizations takes
+a few hundred milliseconds of CPU at most, which an edit claimed next may wait."""
 WRITING_SECONDS = 2.0
 """A visit wrote to Vapi this recently: claim only what can start now (see ``_room``)."""
 DOWN_RETRY_SECONDS = 2.0

@@ -156,7 +156,7 @@ class Chain:
             fence=fence,
         )
         if inputs is not None:
-            self.quiet.remember(inputs, plan, outcome)
+            self.quiet.remember(inputs, plan, outcome, self._in_sync.get(org_id))
         return outcome
 
     def unchanged(self, org_id: UUID, desired: DesiredState) -> Recorded | None:
@@ -166,10 +166,11 @@ class Chain:
         quiet = self.quiet.recall(org_id, desired)
         if quiet is None:
             return None
-        if self._inputs(org_id, desired.orgs.get(org_id), desired) != quiet.inputs:
+        if self._inputs(org_id, quiet.inputs.org, desired)[0] != quiet.inputs:
             self.quiet.forget(org_id)
             return None
-        return Recorded(quiet.outcome, links_to_record(quiet.outcome, desired, desired.tool_ids))
+        links = links_to_record(quiet.outcome, desired, desired.tool_ids, quiet.inputs.org)
+        return Recorded(quiet.outcome, links)
 
     async def prepare_org(self, org_id: UUID, desired: DesiredState) -> OrgPlan:
         """confirm -> plan. Writes nothing anywhere (``plan`` stops here)."""
@@ -182,11 +183,11 @@ class Chain:
         try:
             org = desired.orgs.get(org_id)
             releasable = await self._confirm(org_id, org, desired, began=time.monotonic())
-            inputs = self._inputs(org_id, org, desired)
-            plan = self._plan(org_id, inputs, releasable)
+            inputs, context = self._inputs(org_id, org, desired)
+            plan = self._plan(org_id, inputs, context, releasable)
             if plan.replaces and await self.cache.confirm_exists("assistant", plan.kept):
-                inputs = self._inputs(org_id, org, desired)  # what it kept is gone
-                plan = self._plan(org_id, inputs, releasable)
+                inputs, context = self._inputs(org_id, org, desired)  # what it kept is gone
+                plan = self._plan(org_id, inputs, context, releasable)
             return plan, inputs
         except OUTAGES:
             raise
@@ -257,13 +258,17 @@ class Chain:
         async with self.runtime.engine.connect() as conn:
             return frozenset(candidates - await numbers_named(conn, candidates))
 
-    def _inputs(self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState) -> PlanInputs:
-        """What the organization's plan is made from, as the cache and settings hold it now."""
+    def _inputs(
+        self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState
+    ) -> tuple[PlanInputs, AssistantContext]:
+        """What the organization's plan is made from, as the cache and settings hold it now,
+        and the batch's context it is planned with."""
         observed = self.cache.state
         named = [a.vapi_assistant_id for a in org.agents] if org else []
         mine = tuple(observed.for_org(org_id, named))
         context, shared = self._context_for(desired, observed)
-        return PlanInputs(
+        inputs = PlanInputs(
+            rows=desired.rows_of(org_id),
             org=org,
             observed=mine,
             unusable=tuple(observed.unusable_for_org(org_id, named)),
@@ -271,16 +276,22 @@ class Chain:
             baselines=tuple(context.baselines.get(a.id) for a in mine),
             shared=shared,
             settings=self.runtime.settings,
-            context=context,
         )
+        return inputs, context
 
-    def _plan(self, org_id: UUID, inputs: PlanInputs, releasable: frozenset[str]) -> OrgPlan:
+    def _plan(
+        self,
+        org_id: UUID,
+        inputs: PlanInputs,
+        context: AssistantContext,
+        releasable: frozenset[str],
+    ) -> OrgPlan:
         return plan_org(
             org_id=org_id,
             desired=inputs.org,
             observed=inputs.observed,
             unusable=inputs.unusable,
-            context=inputs.context,
+            context=context,
             prune=inputs.settings.controller.prune,
             numbers=inputs.numbers_by_id,
             releasable=releasable,

@@ -22,7 +22,7 @@ not the cache's).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from controller.config import Settings
@@ -30,7 +30,7 @@ from controller.core.actions import OrgPlan
 from controller.core.desired import Baseline, DesiredAgent, DesiredOrg, DesiredState
 from controller.core.observed import ObservedAssistant, ObservedPhoneNumber, Unusable
 from controller.core.outcome import OrgOutcome
-from controller.core.plan import AssistantContext
+from controller.core.plan import AssistantContext, InSync
 
 SharedContext = tuple[object, ...]
 """What ``AssistantContext`` holds for every organization alike (all of it but baselines)."""
@@ -49,11 +49,14 @@ def shared_part(context: AssistantContext) -> SharedContext:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanInputs:
     """Everything one organization's plan is made from (see the module's docstring)."""
 
-    org: DesiredOrg | None
+    rows: object
+    """What the organization was read from (``DesiredState.rows_of``): equal rows make an
+    equal ``org``, which is not compared again."""
+    org: DesiredOrg | None = field(compare=False)
     observed: tuple[ObservedAssistant, ...]
     unusable: tuple[Unusable, ...]
     numbers: tuple[ObservedPhoneNumber, ...] | None
@@ -61,16 +64,15 @@ class PlanInputs:
     baselines: tuple[Baseline | None, ...]
     """Of each of ``observed``."""
     shared: SharedContext
+    """The batch's context but its baselines (those of ``observed`` are ``baselines``)."""
     settings: Settings
-    context: AssistantContext = field(compare=False)
-    """The batch's: its baselines are compared as ``baselines``, the rest as ``shared``."""
 
     @property
     def numbers_by_id(self) -> Mapping[str, ObservedPhoneNumber] | None:
         return None if self.numbers is None else {n.id: n for n in self.numbers}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Quiet:
     inputs: PlanInputs
     outcome: OrgOutcome
@@ -88,22 +90,49 @@ class QuietMemo:
     def forget(self, org_id: UUID) -> None:
         self._memo.pop(org_id, None)
 
-    def remember(self, inputs: PlanInputs, plan: OrgPlan, outcome: OrgOutcome) -> None:
-        """Keep the verdict of a visit that planned nothing and wrote nothing."""
+    def remember(
+        self,
+        inputs: PlanInputs,
+        plan: OrgPlan,
+        outcome: OrgOutcome,
+        in_sync: Mapping[UUID, InSync] | None,
+    ) -> None:
+        """Keep the verdict of a visit that planned nothing and wrote nothing. ``in_sync``:
+        the plan's verdicts on its agents (``plan_org``'s memo), whose agents hold the
+        observed bodies' own strings: the memo keeps those, not a second copy of every
+        prompt (at 20,000 assistants, the copies were about 10 MB)."""
         nothing = not (
             plan.actions or plan.held or plan.invalid or plan.blocked or plan.error or plan.orphans
         )
-        if nothing and outcome.converged and not outcome.writes and inputs.org is not None:
-            self._memo[plan.org_id] = Quiet(inputs, outcome)
+        if nothing and outcome.converged and not outcome.writes:
+            slim = _sharing_strings(inputs, in_sync or {})
+            if slim is not None:
+                self._memo[plan.org_id] = Quiet(slim, outcome)
 
     def recall(self, org_id: UUID, desired: DesiredState) -> Quiet | None:
-        """The memo of an organization that may be answered from it, before its inputs are
-        compared (``Quiet.inputs``)."""
+        """The memo of an organization read from the same rows as then and with no create in
+        doubt, before the rest of its inputs are compared (``Quiet.inputs``)."""
         quiet = self._memo.get(org_id)
-        org = desired.orgs.get(org_id)
-        if quiet is None or org is None or _in_doubt(org.agents, desired.intents):
+        if quiet is None or desired.rows_of(org_id) != quiet.inputs.rows:
+            return None
+        org = quiet.inputs.org  # the same rows: the same agents
+        if org is None or _in_doubt(org.agents, desired.intents):
             return None
         return quiet
+
+
+def _sharing_strings(inputs: PlanInputs, in_sync: Mapping[UUID, InSync]) -> PlanInputs | None:
+    """``inputs`` with the verdicts' agents, and rows whose strings are theirs (None: an
+    agent without a verdict, which a plan of nothing never leaves)."""
+    org = inputs.org
+    if org is None or any(a.agent_id not in in_sync for a in org.agents):
+        return None
+    agents = tuple(in_sync[a.agent_id].agent for a in org.agents)
+    strings = {v: v for a in agents for v in (a.name, a.system_prompt, a.first_message) if v}
+    rows = inputs.rows
+    if isinstance(rows, tuple):
+        rows = tuple(tuple(strings.get(v, v) if type(v) is str else v for v in row) for row in rows)
+    return replace(inputs, rows=rows, org=DesiredOrg(org.org_id, agents))
 
 
 def _in_doubt(agents: Sequence[DesiredAgent], intents: Mapping[UUID, object]) -> bool:

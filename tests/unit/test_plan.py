@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -232,7 +233,7 @@ def test_an_agent_found_in_sync_is_not_rendered_again_while_nothing_it_depends_o
         return plan_with_memo(memo, agent_row, found, context)
 
     assert plan(a, current, CONTEXT).actions == ()
-    assert plan(DesiredAgent(**vars(a)), current, CONTEXT).actions == ()  # equal, not the same
+    assert plan(dataclasses.replace(a), current, CONTEXT).actions == ()  # equal, not the same
     assert rendered == 1
     assert set(memo) == {ORG}
 
