@@ -6,6 +6,8 @@ is made from (its rows, Vapi's copy, the settings) sends it through every step a
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from uuid import UUID
 
 import pytest
@@ -94,73 +96,91 @@ async def resync_all(runtime: Runtime) -> dt.datetime:
     return now
 
 
+async def resynced(runtime: Runtime, org_ids: list[UUID], what: str) -> None:
+    since = await resync_all(runtime)
+    await until(lambda: synced_since(runtime, org_ids, since), what)
+
+
+@pytest.fixture
+def quick(runtime: Runtime) -> Runtime:
+    return with_controller(runtime, idle_poll_seconds=0.05)
+
+
+@pytest.fixture
+async def visited(platform: AsyncEngine, quick: Runtime) -> AsyncIterator[Visited]:
+    """Three clinics and the daemon that created their assistants, then visited each once more
+    without finding anything to do."""
+    async with platform.begin() as conn:
+        clinics: list[SampleOrg] = await seed_clinics(conn, 3)
+    orgs = [c.org_id for c in clinics]
+    async with running(quick) as daemon:
+        await converged_and_visited(quick, daemon, orgs)
+        yield Visited(daemon, clinics, orgs)
+
+
+@dataclass(frozen=True)
+class Visited:
+    daemon: Daemon
+    clinics: list[SampleOrg]
+    orgs: list[UUID]
+
+
 @both_schemas
 async def test_a_resync_of_unchanged_organizations_skips_every_step_and_still_records_them(
-    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, planned: list[UUID]
+    platform: AsyncEngine,
+    quick: Runtime,
+    sim: SimulatorState,
+    planned: list[UUID],
+    visited: Visited,
 ) -> None:
-    async with platform.begin() as conn:
-        clinics: list[SampleOrg] = await seed_clinics(conn, 4)
-    orgs = [c.org_id for c in clinics]
-    runtime = with_controller(runtime, idle_poll_seconds=0.05)
-    async with running(runtime) as daemon:
-        await converged_and_visited(runtime, daemon, orgs)
-        sim.writes.clear()
-        planned.clear()
+    clinics, orgs = visited.clinics, visited.orgs
+    sim.writes.clear()
+    planned.clear()
 
-        since = await resync_all(runtime)
-        await until(lambda: synced_since(runtime, orgs, since), "a resync of every organization")
-        assert planned == [], "unchanged organizations are not planned again"
-        assert sim.writes == []
+    await resynced(quick, orgs, "a resync of every organization")
+    assert planned == [], "unchanged organizations are not planned again"
+    assert sim.writes == []
 
-        edited = clinics[0].agent_ids[0]
-        await update_agent(platform, edited, system_prompt="A new prompt, edited by the clinic.")
-        await until(
-            lambda: _prompt(sim, edited) == "A new prompt, edited by the clinic.",
-            "the edit reaching Vapi",
-        )
-        await until(lambda: settled(runtime), "the queue to settle after the edit")
-        assert set(planned) == {clinics[0].org_id}, "only the edited organization was planned"
+    edited = clinics[0].agent_ids[0]
+    await update_agent(platform, edited, system_prompt="A new prompt, edited by the clinic.")
+    await until(
+        lambda: _prompt(sim, edited) == "A new prompt, edited by the clinic.",
+        "the edit reaching Vapi",
+    )
+    await until(lambda: settled(quick), "the queue to settle after the edit")
+    assert set(planned) == {clinics[0].org_id}, "only the edited organization was planned"
 
-        planned.clear()
-        since = await resync_all(runtime)
-        await until(lambda: synced_since(runtime, orgs, since), "a resync after the edit")
-        assert planned == [clinics[0].org_id], "a visit that wrote leaves no verdict"
-        assert sim.writes[1:] == [], "only the edit was written"
+    planned.clear()
+    await resynced(quick, orgs, "a resync after the edit")
+    assert planned == [clinics[0].org_id], "a visit that wrote leaves no verdict"
+    assert sim.writes[1:] == [], "only the edit was written"
 
-        await until(lambda: settled(runtime), "the queue to settle")
-        planned.clear()
-        since = await resync_all(runtime)
-        await until(lambda: synced_since(runtime, orgs, since), "one more resync")
-        assert planned == [], "the edited organization's new verdict is kept too"
+    await until(lambda: settled(quick), "the queue to settle")
+    planned.clear()
+    await resynced(quick, orgs, "one more resync")
+    assert planned == [], "the edited organization's new verdict is kept too"
 
 
 @both_schemas
 async def test_drift_in_vapi_and_a_settings_change_send_organizations_through_every_step(
-    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, planned: list[UUID]
+    quick: Runtime, sim: SimulatorState, planned: list[UUID], visited: Visited
 ) -> None:
-    async with platform.begin() as conn:
-        clinics: list[SampleOrg] = await seed_clinics(conn, 3)
-    orgs = [c.org_id for c in clinics]
-    runtime = with_controller(runtime, idle_poll_seconds=0.05)
-    async with running(runtime) as daemon:
-        await converged_and_visited(runtime, daemon, orgs)
-        drifted = assistant_of_agent(sim, clinics[1].agent_ids[0])["id"]
-        sim.edit_behind_the_back("assistant", drifted, {"firstMessage": "Edited in the dashboard"})
-        await daemon.cache.confirm_exists("assistant", [drifted])  # as the next poll would
-        planned.clear()
-        sim.writes.clear()
+    clinics, orgs, daemon = visited.clinics, visited.orgs, visited.daemon
+    drifted = assistant_of_agent(sim, clinics[1].agent_ids[0])["id"]
+    sim.edit_behind_the_back("assistant", drifted, {"firstMessage": "Edited in the dashboard"})
+    await daemon.cache.confirm_exists("assistant", [drifted])  # as the next poll would
+    planned.clear()
+    sim.writes.clear()
 
-        since = await resync_all(runtime)
-        await until(lambda: synced_since(runtime, orgs, since), "a resync after the drift")
-        await until(lambda: settled(runtime), "the queue to settle after the repair")
-        assert set(planned) == {clinics[1].org_id}, "only the drifted organization was planned"
-        assert [w.vapi_id for w in sim.writes] == [drifted], "the drift was repaired"
+    await resynced(quick, orgs, "a resync after the drift")
+    await until(lambda: settled(quick), "the queue to settle after the repair")
+    assert set(planned) == {clinics[1].org_id}, "only the drifted organization was planned"
+    assert [w.vapi_id for w in sim.writes] == [drifted], "the drift was repaired"
 
-        planned.clear()
-        daemon.runtime.settings = with_controller(runtime, resync_jitter=0.05).settings
-        since = await resync_all(runtime)
-        await until(lambda: synced_since(runtime, orgs, since), "a resync after a reload")
-        assert sorted(planned) == sorted(orgs), "new settings: every organization is planned"
+    planned.clear()
+    daemon.runtime.settings = with_controller(quick, resync_jitter=0.05).settings
+    await resynced(quick, orgs, "a resync after a reload")
+    assert sorted(planned) == sorted(orgs), "new settings: every organization is planned"
 
 
 def _prompt(sim: SimulatorState, agent_id: UUID) -> object:
