@@ -290,18 +290,16 @@ class ClaimLoop:
             began = time.monotonic()  # before the read: a change announced later is newer
             async with self.runtime.engine.connect() as conn:
                 desired = Snapshot(await load_desired(conn, org_ids=orgs), began)
-            unchanged: list[Finished] = []
+            unchanged: list[tuple[Claim, Recorded]] = []
             for claimed in claims:
                 recorded = self._unchanged(claimed, desired)
                 if recorded is not None:
-                    completion = _completion(claimed, recorded.outcome.retry, self._policy(), None)
-                    unchanged.append(Finished(completion, recorded))
+                    unchanged.append((claimed, recorded))
                     continue
                 self._hold(claimed, asked_at)
                 task = asyncio.create_task(self._work(claimed, desired))
                 self.inflight[claimed.key] = (claimed, task)
                 task.add_done_callback(lambda _: self.wake.set())
-            self.metrics.inflight.set(len(self.inflight))
             if unchanged:
                 await self._settle_unchanged(unchanged, since=began)
         self.metrics.inflight.set(len(self.inflight))
@@ -316,15 +314,21 @@ class ClaimLoop:
             return None
         return self.chain.unchanged(org_id, snapshot.desired)
 
-    async def _settle_unchanged(self, unchanged: list[Finished], *, since: float) -> None:
+    async def _settle_unchanged(
+        self, unchanged: list[tuple[Claim, Recorded]], *, since: float
+    ) -> None:
         """Their completions and status rows in one group commit, counted as visits."""
-        kept = await self.settler.settle_all(unchanged)
+        policy = self._policy()
+        kept = await self.settler.settle_all(
+            [
+                Finished(_completion(claimed, recorded.outcome.retry, policy, None), recorded)
+                for claimed, recorded in unchanged
+            ]
+        )
         took = time.monotonic() - since
-        for finished in unchanged:
-            claimed = finished.completion.claimed
+        for claimed, recorded in unchanged:
             self._count_lost(claimed, claimed.key in kept)
-            state = finished.recorded.outcome.state if finished.recorded else "error"
-            self.metrics.reconciles.labels(state).inc()
+            self.metrics.reconciles.labels(recorded.outcome.state).inc()
             self.metrics.reconcile_seconds.observe(took)
         logger.debug(
             "{} organizations unchanged since their last visit: nothing to do", len(unchanged)

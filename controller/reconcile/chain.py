@@ -166,7 +166,9 @@ class Chain:
         quiet = self.quiet.recall(org_id, desired)
         if quiet is None:
             return None
-        if self._inputs(org_id, quiet.inputs.org, desired)[0] != quiet.inputs:
+        # the rows were found equal: the memo's, so they are not compared again
+        inputs, _ = self._inputs(org_id, quiet.inputs.org, desired, rows=quiet.inputs.rows)
+        if inputs != quiet.inputs:
             self.quiet.forget(org_id)
             return None
         links = links_to_record(quiet.outcome, desired, desired.tool_ids, quiet.inputs.org)
@@ -183,10 +185,11 @@ class Chain:
         try:
             org = desired.orgs.get(org_id)
             releasable = await self._confirm(org_id, org, desired, began=time.monotonic())
-            inputs, context = self._inputs(org_id, org, desired)
+            rows = desired.rows_of(org_id)
+            inputs, context = self._inputs(org_id, org, desired, rows=rows)
             plan = self._plan(org_id, inputs, context, releasable)
             if plan.replaces and await self.cache.confirm_exists("assistant", plan.kept):
-                inputs, context = self._inputs(org_id, org, desired)  # what it kept is gone
+                inputs, context = self._inputs(org_id, org, desired, rows=rows)  # kept is gone
                 plan = self._plan(org_id, inputs, context, releasable)
             return plan, inputs
         except OUTAGES:
@@ -259,16 +262,17 @@ class Chain:
             return frozenset(candidates - await numbers_named(conn, candidates))
 
     def _inputs(
-        self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState
+        self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState, *, rows: object
     ) -> tuple[PlanInputs, AssistantContext]:
         """What the organization's plan is made from, as the cache and settings hold it now,
-        and the batch's context it is planned with."""
+        and the batch's context it is planned with. ``rows``: what ``org`` was read from
+        (``DesiredState.rows_of``)."""
         observed = self.cache.state
         named = [a.vapi_assistant_id for a in org.agents] if org else []
         mine = tuple(observed.for_org(org_id, named))
         context, shared = self._context_for(desired, observed)
         inputs = PlanInputs(
-            rows=desired.rows_of(org_id),
+            rows=rows,
             org=org,
             observed=mine,
             unusable=tuple(observed.unusable_for_org(org_id, named)),
