@@ -50,6 +50,7 @@ ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 30.0
 WriteCheck = Callable[[], bool]
+USER_AGENT = "vapi-reconciler"
 
 
 class VapiClient:
@@ -75,26 +76,27 @@ class VapiClient:
         """(method, route, status or error name) -> count: what the pass cost."""
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         base = base_url.rstrip("/")
+        self._base = base
         self._collections = {
             f"/{name}": httpx.URL(f"{base}/{name}")
             for name in ("assistant", "tool", "phone-number")
         }
-        """The URL of each collection, parsed once: every create and listing asks for one
-        (httpx parses a relative path and joins it to the base on every request)."""
-        self._http = httpx.AsyncClient(
-            base_url=base,
-            headers={
-                "Authorization": f"Bearer {key.reveal()}",
-                "Accept-Encoding": ACCEPTED_ENCODINGS,
-            },
-            transport=transport or vapi_transport(limits),
-            timeout=httpx.Timeout(timeout_seconds),
-            follow_redirects=False,
-            limits=limits,
-        )
+        """The URL of each collection, parsed once: every create and listing asks for one."""
+        self._headers = {
+            "Authorization": f"Bearer {key.reveal()}",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPTED_ENCODINGS,
+            "User-Agent": USER_AGENT,
+        }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._extensions = {"timeout": httpx.Timeout(timeout_seconds).as_dict()}
+        self._transport = transport or vapi_transport(limits)
+        """Requests go to the transport as they are: nothing of ``httpx.AsyncClient`` is
+        needed (no base-URL merging, auth flow, redirects or cookie jar), and skipping it
+        saves about a tenth of the CPU of a write (issue 17)."""
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def list_all(
         self,
@@ -120,7 +122,7 @@ class VapiClient:
     ) -> dict[str, Any]:
         """``may_write`` is asked right before each attempt is sent (after any rate-limit
         wait): False abandons the write with ``WriteAbandonedError``."""
-        answer = await self._call("POST", f"/{resource}", json=body, may_write=may_write)
+        answer = await self._call("POST", f"/{resource}", body=body, may_write=may_write)
         return _object(answer, "POST", resource)
 
     async def update(
@@ -132,7 +134,7 @@ class VapiClient:
         may_write: WriteCheck | None = None,
     ) -> dict[str, Any]:
         path = f"/{resource}/{vapi_id}"
-        answer = await self._call("PATCH", path, json=body, may_write=may_write)
+        answer = await self._call("PATCH", path, body=body, may_write=may_write)
         return _object(answer, "PATCH", path)
 
     async def delete(
@@ -165,7 +167,7 @@ class VapiClient:
         path: str,
         *,
         params: Mapping[str, str | int] | None = None,
-        json: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
         may_write: WriteCheck | None = None,
     ) -> Any:
         route = _route(path)
@@ -175,7 +177,7 @@ class VapiClient:
                 raise WriteAbandonedError(f"{method} {route}: not sent, the claim may have expired")
             started = time.monotonic()
             try:
-                response = await self._send(method, path, params=params, json=json)
+                response = await self._send(method, path, params=params, body=body)
             except (VapiTimeoutError, VapiConnectionError) as exc:
                 self._count(method, route, type(exc).__name__, started)
                 if method == "POST" and not isinstance(exc, _NotSent):
@@ -229,27 +231,27 @@ class VapiClient:
         path: str,
         *,
         params: Mapping[str, str | int] | None,
-        json: Mapping[str, Any] | None,
+        body: Mapping[str, Any] | None,
     ) -> Answer:
         route = _route(path)
         try:
             async with asyncio.timeout(self._timeout):
-                url = self._collections.get(path, path)
-                request = self._http.build_request(method, url, params=params, json=json)
-                response = await self._http.send(request, stream=True)
+                response = await self._transport.handle_async_request(
+                    self._request(method, path, params, body)
+                )
                 try:
-                    body = BoundedBody(
+                    content = BoundedBody(
                         response.headers.get("content-encoding", ""), limit=MAX_BODY_BYTES
                     )
                     async for chunk in response.aiter_raw():
-                        body.feed(chunk)
+                        content.feed(chunk)
                 except BodyError as exc:
                     raise MalformedResponseError(
                         f"{method} {route}: {exc}", method=method, path=route
                     ) from None
                 finally:
                     await response.aclose()
-                return Answer(response.status_code, response.headers, body.finish())
+                return Answer(response.status_code, response.headers, content.finish())
         except (TimeoutError, httpx.TimeoutException):
             raise VapiTimeoutError(
                 f"{method} {route}: no answer within {self._timeout:g}s", method=method, path=route
@@ -266,6 +268,31 @@ class VapiClient:
                 method=method,
                 path=route,
             ) from None
+
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        body: Mapping[str, Any] | None,
+    ) -> httpx.Request:
+        """The request as ``httpx.AsyncClient`` would build it for this client: the key and
+        accepted encodings, JSON as compact UTF-8 (NaN refused), the timeouts."""
+        url = self._collections.get(path) or httpx.URL(self._base + path)
+        if body is None:
+            return httpx.Request(
+                method, url, params=params, headers=self._headers, extensions=self._extensions
+            )
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return httpx.Request(
+            method,
+            url,
+            params=params,
+            headers=self._json_headers,
+            content=content.encode(),
+            extensions=self._extensions,
+        )
 
 
 class _NotSent(VapiConnectionError):
