@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+import psycopg
 from sqlalchemy import and_, delete, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -99,14 +100,6 @@ async def drop_intents(
     await conn.execute(update(vapi_objects).where(mine).values(state="present"))
 
 
-_RECORD_WRITE = (
-    "select reconciler.record_write(%(kind)s, %(owner_key)s, cast(%(org_id)s as uuid), "
-    "%(vapi_id)s, %(desired_hash)s, %(observed_hash)s, %(row_hash)s, %(settings_hash)s, "
-    "cast(%(agent_id)s as uuid), cast(%(fence_row)s as uuid), cast(%(fence_token)s as bigint), "
-    "cast(%(audit)s as jsonb))"
-)
-
-
 @dataclass(frozen=True)
 class WriteRecord:
     """What one Vapi write leaves in Postgres: the object's id and baseline, the agent it
@@ -129,27 +122,64 @@ async def record_write(conn: DirectConnection, write: WriteRecord, fence: Fence 
     the fence, record the object and its audit row, all or nothing. Fenced out, nothing is
     written and ``FencedOutError`` is raised. Runs in autocommit or the caller's
     transaction alike."""
-    found = await conn.execute(
-        _RECORD_WRITE,
-        {
-            "kind": write.kind,
-            "owner_key": write.owner_key,
-            "org_id": write.org_id,
-            "vapi_id": write.vapi_id,
-            "desired_hash": write.desired_hash,
-            "observed_hash": write.observed_hash,
-            "row_hash": write.row_hash,
-            "settings_hash": write.settings_hash,
-            "agent_id": write.agent_id,
-            "fence_row": fence.row if fence else None,
-            "fence_token": fence.token if fence else None,
-            "audit": json.dumps(_audit_row(write.audit), default=_ids) if write.audit else None,
-        },
-    )
-    row = await found.fetchone()
-    if not (row and row[0]):
+    landed = await (await _send_writes(conn, [(write, fence)])).fetchone()
+    if not (landed and landed[0]):
         assert fence is not None
         raise FencedOutError(f"work row {fence.row}: fencing token {fence.token} is stale")
+
+
+_RECORD_WRITES = """
+    select reconciler.record_write(
+             w.kind, w.owner_key, w.org_id, w.vapi_id, w.desired_hash, w.observed_hash,
+             w.row_hash, w.settings_hash, w.agent_id, w.fence_row, w.fence_token, w.audit)
+    from unnest(cast(%(kinds)s as text[]), cast(%(owner_keys)s as text[]),
+                cast(%(org_ids)s as uuid[]), cast(%(vapi_ids)s as text[]),
+                cast(%(desired)s as text[]), cast(%(observed)s as text[]),
+                cast(%(rows)s as text[]), cast(%(settings)s as text[]),
+                cast(%(agents)s as uuid[]), cast(%(fence_rows)s as uuid[]),
+                cast(%(fence_tokens)s as bigint[]), cast(%(audits)s as jsonb[]))
+         with ordinality
+         as w(kind, owner_key, org_id, vapi_id, desired_hash, observed_hash, row_hash,
+              settings_hash, agent_id, fence_row, fence_token, audit, n)
+    order by w.n
+"""
+
+
+async def record_writes(
+    conn: DirectConnection, writes: Sequence[tuple[WriteRecord, Fence | None]]
+) -> None:
+    """Many writes' records in one statement, in order (a later record of the same object
+    wins), each as ``record_write`` would leave it and under its own fence: one fenced out
+    leaves nothing, silently (the caller learns of the fence from the claim's completion in
+    the same transaction). Its result is never read, so in a pipeline it costs no round
+    trip of its own."""
+    if writes:
+        await _send_writes(conn, writes)
+
+
+async def _send_writes(
+    conn: DirectConnection, writes: Sequence[tuple[WriteRecord, Fence | None]]
+) -> psycopg.AsyncCursor[tuple[Any, ...]]:
+    return await conn.execute(
+        _RECORD_WRITES,
+        {
+            "kinds": [w.kind for w, _ in writes],
+            "owner_keys": [w.owner_key for w, _ in writes],
+            "org_ids": [w.org_id for w, _ in writes],
+            "vapi_ids": [w.vapi_id for w, _ in writes],
+            "desired": [w.desired_hash for w, _ in writes],
+            "observed": [w.observed_hash for w, _ in writes],
+            "rows": [w.row_hash for w, _ in writes],
+            "settings": [w.settings_hash for w, _ in writes],
+            "agents": [w.agent_id for w, _ in writes],
+            "fence_rows": [f.row if f else None for _, f in writes],
+            "fence_tokens": [f.token if f else None for _, f in writes],
+            "audits": [
+                json.dumps(_audit_row(w.audit), default=_ids) if w.audit else None
+                for w, _ in writes
+            ],
+        },
+    )
 
 
 def _ids(value: object) -> str:

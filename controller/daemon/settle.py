@@ -1,5 +1,6 @@
-"""Group commit of finished claims: the fenced completion of each work row and, for those
-still ours, the organization's status and ``org_tools``, in one transaction per group.
+"""Group commit of finished claims: the records of the Vapi writes each visit made and the
+fenced completion of each work row and, for those still ours, the organization's status and
+``org_tools``, in one transaction per group.
 
 Whoever finishes while a commit is running waits for the next one, which carries everybody
 then waiting. A resync of thousands of organizations costs a few hundred transactions
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.keys import WorkKey
-from controller.reconcile.status import Recorded, record_outcomes
+from controller.reconcile.status import Recorded, record_outcomes, record_writes
 from desired_state import queue
 from desired_state.direct import direct
 from desired_state.queue import Completion
@@ -66,8 +67,10 @@ class Settler:
 
     async def _commit(self, group: list[Finished]) -> set[WorkKey]:
         shape = await engine_shape(self.engine)
-        # pipelined: BEGIN goes with the completion, the records with COMMIT (two round trips)
+        # pipelined: BEGIN and the writes' records go with the completion, the outcomes with
+        # COMMIT (two round trips)
         async with direct(self.engine).connection() as conn, conn.pipeline(), conn.transaction():
+            await record_writes(conn, [f.recorded for f in group if f.recorded is not None])
             kept = await queue.complete(conn, [f.completion for f in group])
             await record_outcomes(
                 conn,

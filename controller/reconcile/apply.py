@@ -1,10 +1,22 @@
 """Apply actions: one Vapi write each, recorded in Postgres around it.
 
-A create records its intent first (committed), then POSTs, then records the id. An outcome
-that is unknown is left as intent: the next pass observes and adopts. No transaction is held
-open across a Vapi call. The hot path costs two round trips to Postgres per create, one per
-update, each a single autocommit statement on a direct connection (``desired_state.direct``):
-the intent, then ``reconciler.record_write`` (links, fence, registry and audit at once).
+A create records its intent first (committed; one statement for all of a plan's creates),
+then POSTs. No transaction is held open across a Vapi call. What a write leaves in Postgres
+(``reconciler.record_write``: the agent's link, the registry's baseline, the audit row,
+under the claim's fence) is written in one of two ways:
+
+- an organization's visit keeps its writes' records (``Applier.deferred``) and they are
+  written with the claim's completion, one statement for a whole group commit
+  (``controller.daemon.settle``; the one-shot commands: one transaction per organization).
+  A crash or an outage before that commit loses them, and nothing else: a create's intent
+  stays, so the next visit finds the assistant by its ownership tag and adopts it (the
+  audit then shows the adoption, not the create); an update's next visit compares Vapi's
+  copy afresh; the agent's link is made again. An organization's writes then cost one
+  statement of their own (its creates' intents) instead of one more for each write;
+- the account's tools are recorded as each write lands (later visits read their ids from
+  the registry).
+
+An outcome that is unknown is left as intent: the next pass observes and adopts.
 """
 
 from __future__ import annotations
@@ -78,6 +90,11 @@ class Applier:
     abandoned (``WriteAbandonedError`` reaches the caller)."""
     fence: Fence | None = None
     """The claim's fencing token: ``agents.vapi_assistant_id`` is linked only under it."""
+    deferred: list[WriteRecord] | None = None
+    """When a list (an organization's visit), the writes' records are kept here, to be
+    written with the claim's completion (``controller.reconcile.status.Recorded``); else
+    (the account's tools, which later visits read from the registry) each is written as
+    its write lands."""
     _started: float = field(default=0.0, init=False)
     created: dict[UUID, str] = field(default_factory=dict)
     """Agent id -> the assistant created for it by this applier (a bind in the same plan
@@ -265,6 +282,9 @@ class Applier:
     async def _write_record(self, write: WriteRecord) -> None:
         """Fenced out (another replica owns the organization now), nothing lands: not even
         the agent's link."""
+        if self.deferred is not None:
+            self.deferred.append(write)
+            return
         async with self._direct() as conn:
             try:
                 await records.record_write(conn, write, self.fence)

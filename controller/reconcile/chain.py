@@ -53,12 +53,12 @@ from controller.reconcile.prune import PruneLimit
 from controller.reconcile.quiet import PlanInputs, QuietMemo, SharedContext, shared_part
 from controller.reconcile.rollout import RolloutGuard
 from controller.reconcile.runtime import Runtime
-from controller.reconcile.status import Recorded, record_outcomes
+from controller.reconcile.status import Recorded, record_outcomes, record_writes
 from controller.secret import redact
 from controller.vapi.errors import VapiError, WriteAbandonedError
 from desired_state.direct import DATABASE_ERRORS, direct
 from desired_state.load import numbers_named
-from desired_state.records import Fence
+from desired_state.records import Fence, WriteRecord
 from desired_state.shape import engine_shape
 
 OUTAGES = (*DATABASE_ERRORS, OSError, VapiError)
@@ -81,6 +81,7 @@ class DirectRecorder:
         engine = self.runtime.engine
         shape = await engine_shape(engine)
         async with direct(engine).connection() as conn, conn.transaction():
+            await record_writes(conn, [recorded])
             await record_outcomes(conn, [recorded], shape=shape, one_shot=True)
         return True
 
@@ -210,7 +211,7 @@ class Chain:
     ) -> OrgOutcome:
         """guard -> apply -> judge -> record. ``lease``/``fence``: the daemon's claim."""
         org_id = plan.org_id
-        applier = self._applier(reconcile_id, lease=lease, fence=fence)
+        applier = self._applier(reconcile_id, lease=lease, fence=fence, deferred=[])
         try:
             plan, prune_blocked = await self._guard(plan, limit)
             results = await self._apply(plan, applier)
@@ -230,7 +231,8 @@ class Chain:
         except Exception as exc:
             outcome = _internal_error(org_id, exc)
         links = links_to_record(outcome, desired, desired.tool_ids)
-        if not await recorder.record(Recorded(outcome, links)):
+        writes = tuple(applier.deferred or ())
+        if not await recorder.record(Recorded(outcome, links, writes, fence)):
             return outcome
         _log_outcome(outcome, reconcile_id, self.written)
         return outcome
@@ -470,7 +472,12 @@ class Chain:
         return action.vapi_id not in linked and (await limit.decide(1)).allowed
 
     def _applier(
-        self, reconcile_id: str, *, lease: Lease | None = None, fence: Fence | None = None
+        self,
+        reconcile_id: str,
+        *,
+        lease: Lease | None = None,
+        fence: Fence | None = None,
+        deferred: list[WriteRecord] | None = None,
     ) -> Applier:
         return Applier(
             self.runtime.client,
@@ -479,6 +486,7 @@ class Chain:
             self.cache.state,
             lease or Lease(),
             fence,
+            deferred,
         )
 
 

@@ -11,7 +11,7 @@ from controller.core.outcome import OrgOutcome
 from controller.secret import redact
 from desired_state import records
 from desired_state.direct import DirectConnection
-from desired_state.records import ToolLink
+from desired_state.records import Fence, ToolLink, WriteRecord
 from desired_state.shape import PlatformShape
 
 MESSAGE_MAX = 4000
@@ -19,16 +19,27 @@ MESSAGE_MAX = 4000
 
 @dataclass(frozen=True)
 class Recorded:
-    """An organization's outcome and the ``org_tools`` rows it should hold (None: leave
-    them; see ``controller.core.outcome.links_to_record``)."""
+    """An organization's outcome, the ``org_tools`` rows it should hold (None: leave
+    them; see ``controller.core.outcome.links_to_record``), and the records of the Vapi
+    writes its visit made (``controller.reconcile.apply.Applier.deferred``), each under the
+    claim's ``fence``."""
 
     outcome: OrgOutcome
     links: frozenset[ToolRow] | None = None
+    writes: tuple[WriteRecord, ...] = ()
+    fence: Fence | None = None
 
     @property
     def forgotten(self) -> bool:
         """Nothing desired, nothing left in Vapi: the organization has no status at all."""
         return not self.outcome.desired and self.outcome.converged and self.outcome.orphans == 0
+
+
+async def record_writes(conn: DirectConnection, recorded: Sequence[Recorded]) -> None:
+    """The writes' records of many organizations, in one statement, each under its fence.
+    Before the claims' completion, in the same transaction: a completion releases the
+    work row, and a fence holds only while the row is leased."""
+    await records.record_writes(conn, [(w, r.fence) for r in recorded for w in r.writes])
 
 
 async def record_outcomes(

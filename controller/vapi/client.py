@@ -269,7 +269,6 @@ class VapiClient:
                 path=route,
             ) from None
 
-
     def _request(
         self,
         method: str,

@@ -24,6 +24,7 @@ from controller.reconcile.lease import ClaimLease
 from controller.reconcile.observe import ObservedCache
 from controller.reconcile.prune import PassPruneLimit
 from controller.reconcile.runtime import Runtime
+from controller.reconcile.status import Recorded
 from controller.simulator import SimulatorState
 from desired_state.load import load_desired
 from desired_state.records import Fence
@@ -228,6 +229,48 @@ async def test_a_plan_paused_after_its_first_create_leaves_no_intent_for_the_nex
         for assistant in sim.objects["assistant"].values()
         if assistant["id"] == created.vapi_id
     }
+
+
+class FailingRecorder:
+    """A settle that never lands (Postgres went away, or the process died before it)."""
+
+    async def record(self, recorded: Recorded) -> bool:
+        raise OSError("connection lost")
+
+
+async def test_writes_whose_settle_never_landed_are_adopted_not_repeated(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
+) -> None:
+    """An organization's writes are recorded with its claim's completion: lost with it,
+    the creates' intents stay, and the next pass adopts what they made."""
+    async with platform.begin() as conn:
+        (clinic,) = await seed_clinics(conn, 1)
+    await reconcile_pass(runtime, org_ids=[])  # the tools only
+    chain = await chain_over(runtime)
+    with pytest.raises(OSError):
+        await chain.reconcile_org(
+            clinic.org_id,
+            await desired_of(runtime, clinic.org_id),
+            reconcile_id="t",
+            limit=PassPruneLimit(PruneDecision(True, 0)),
+            recorder=FailingRecorder(),
+            lease=ClaimLease.asked(at=0, seconds=1e9, margin=0),
+            fence=None,
+        )
+    created = {w.vapi_id for w in writes(sim, "POST", "assistant")}
+    assert len(created) == len(clinic.agent_ids)
+    for agent_id in clinic.agent_ids:
+        assert (await agent_row(runtime, agent_id))["vapi_assistant_id"] is None
+    sim.writes.clear()
+
+    outcome = await reconcile_pass(runtime)
+
+    assert outcome.converged
+    assert writes(sim, "POST") == []
+    assert {a["id"] for a in sim.objects["assistant"].values()} == created
+    for agent_id in clinic.agent_ids:
+        linked = (await agent_row(runtime, agent_id))["vapi_assistant_id"]
+        assert linked == assistant_of_agent(sim, agent_id)["id"]
 
 
 async def test_a_stale_claim_cannot_move_an_agents_assistant_link(

@@ -19,9 +19,10 @@ from controller.reconcile.status import Recorded
 from desired_state import queue
 from desired_state.load import load_status
 from desired_state.queue import Claim, Completion
+from desired_state.records import Fence, WriteRecord
 from desired_state.sample import seed_clinics
 from tests.integration.claiming import claim, complete, settle_tools
-from tests.integration.helpers import update_agent
+from tests.integration.helpers import agent_row, update_agent
 
 LAPSING_LEASE = 2.0
 
@@ -195,6 +196,46 @@ async def test_a_group_commit_records_only_the_claims_still_held(
         statuses = {row["org_id"]: row for row in await load_status(conn)}
     assert set(statuses) == {c.key for c in held} - {taken_over.key}
     assert {(s["state"], s["consecutive_failures"]) for s in statuses.values()} == {("failed", 1)}
+
+
+async def test_a_group_commit_lands_the_writes_records_of_the_claims_still_held_only(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    async with platform.begin() as conn:
+        clinics = await seed_clinics(conn, 3)
+    agent_of = {c.org_id: c.agent_ids[0] for c in clinics}
+    await settle_tools(runtime.engine)
+    held = await claim(runtime.engine, "a", lease=0.2)
+    await asyncio.sleep(0.3)
+    (taken_over,) = await claim(runtime.engine, "b", limit=1)
+
+    def finished(claimed: Claim) -> Finished:
+        agent_id = agent_of[claimed.key]
+        write = WriteRecord(
+            "assistant",
+            str(agent_id),
+            claimed.key,
+            f"asst-{agent_id}",
+            desired_hash="d",
+            observed_hash="o",
+            agent_id=agent_id,
+        )
+        fence = Fence(claimed.key, claimed.token)
+        outcome = OrgOutcome(claimed.key, "synced", "converged")
+        return Finished(Completion(claimed, 5, 0, None), Recorded(outcome, None, (write,), fence))
+
+    kept = await Settler(runtime.engine).settle_all([finished(c) for c in held])
+
+    assert kept == {c.key for c in held} - {taken_over.key}
+    for c in held:
+        link = (await agent_row(runtime, agent_of[c.key]))["vapi_assistant_id"]
+        assert link == (None if c.key == taken_over.key else f"asst-{agent_of[c.key]}")
+    async with runtime.engine.connect() as conn:
+        found = await conn.execute(text("select owner_key, vapi_id from reconciler.vapi_objects"))
+        registry = {row.owner_key: row.vapi_id for row in found}
+    assert registry == {
+        str(agent_of[c.key]): f"asst-{agent_of[c.key]}" for c in held if c.key != taken_over.key
+    }
 
 
 async def test_renewing_a_claim_completed_meanwhile_neither_hides_nor_loses_its_row(
