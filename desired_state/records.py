@@ -132,17 +132,16 @@ _RECORD_WRITES = """
     select reconciler.record_write(
              w.kind, w.owner_key, w.org_id, w.vapi_id, w.desired_hash, w.observed_hash,
              w.row_hash, w.settings_hash, w.agent_id, w.fence_row, w.fence_token, w.audit)
-    from unnest(cast(%(kinds)s as text[]), cast(%(owner_keys)s as text[]),
-                cast(%(org_ids)s as uuid[]), cast(%(vapi_ids)s as text[]),
-                cast(%(desired)s as text[]), cast(%(observed)s as text[]),
-                cast(%(rows)s as text[]), cast(%(settings)s as text[]),
-                cast(%(agents)s as uuid[]), cast(%(fence_rows)s as uuid[]),
-                cast(%(fence_tokens)s as bigint[]), cast(%(audits)s as jsonb[]))
-         with ordinality
-         as w(kind, owner_key, org_id, vapi_id, desired_hash, observed_hash, row_hash,
-              settings_hash, agent_id, fence_row, fence_token, audit, n)
-    order by w.n
+    from rows from (
+           jsonb_to_recordset(cast(%(writes)s as jsonb))
+           as (kind text, owner_key text, org_id uuid, vapi_id text, desired_hash text,
+               observed_hash text, row_hash text, settings_hash text, agent_id uuid,
+               fence_row uuid, fence_token bigint, audit jsonb))
+         with ordinality as w
+    order by w.ordinality
 """
+"""The writes as one JSON document: an array parameter would be escaped element by element
+in Python (half a millisecond for each audit row of a create)."""
 
 
 async def record_writes(
@@ -160,26 +159,24 @@ async def record_writes(
 async def _send_writes(
     conn: DirectConnection, writes: Sequence[tuple[WriteRecord, Fence | None]]
 ) -> psycopg.AsyncCursor[tuple[Any, ...]]:
-    return await conn.execute(
-        _RECORD_WRITES,
+    rows = [
         {
-            "kinds": [w.kind for w, _ in writes],
-            "owner_keys": [w.owner_key for w, _ in writes],
-            "org_ids": [w.org_id for w, _ in writes],
-            "vapi_ids": [w.vapi_id for w, _ in writes],
-            "desired": [w.desired_hash for w, _ in writes],
-            "observed": [w.observed_hash for w, _ in writes],
-            "rows": [w.row_hash for w, _ in writes],
-            "settings": [w.settings_hash for w, _ in writes],
-            "agents": [w.agent_id for w, _ in writes],
-            "fence_rows": [f.row if f else None for _, f in writes],
-            "fence_tokens": [f.token if f else None for _, f in writes],
-            "audits": [
-                json.dumps(_audit_row(w.audit), default=_ids) if w.audit else None
-                for w, _ in writes
-            ],
-        },
-    )
+            "kind": w.kind,
+            "owner_key": w.owner_key,
+            "org_id": w.org_id,
+            "vapi_id": w.vapi_id,
+            "desired_hash": w.desired_hash,
+            "observed_hash": w.observed_hash,
+            "row_hash": w.row_hash,
+            "settings_hash": w.settings_hash,
+            "agent_id": w.agent_id,
+            "fence_row": fence.row if fence else None,
+            "fence_token": fence.token if fence else None,
+            "audit": _audit_row(w.audit) if w.audit else None,
+        }
+        for w, fence in writes
+    ]
+    return await conn.execute(_RECORD_WRITES, {"writes": json.dumps(rows, default=_ids)})
 
 
 def _ids(value: object) -> str:
