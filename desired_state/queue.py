@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.keys import TOOLS, AccountTools, WorkKey
-from desired_state.direct import DirectConnection, driver, uuid_array
+from desired_state.direct import DirectConnection, driver, json_rows
 
 TOOLS_ROW = UUID(int=0)
 """How the account's tools (``controller.core.keys.TOOLS``) are keyed in the table."""
@@ -186,9 +186,8 @@ _COMPLETE = """
                 interactive_since = case when w.generation > w.claimed_generation
                                          then w.interactive_since end,
                 last_error = c.error, updated_at = now()
-            from unnest(cast(%(orgs)s as uuid[]), cast(%(tokens)s as bigint[]),
-                        cast(%(due_in)s as float8[]), cast(%(attempts)s as int[]),
-                        cast(%(errors)s as text[])) as c(org_id, token, due_in, attempts, error)
+            from jsonb_to_recordset(cast(%(rows)s as jsonb))
+                 as c(org_id uuid, token bigint, due_in float8, attempts int, error text)
             where w.org_id = c.org_id and w.fencing_token = c.token
             returning w.org_id
         """
@@ -203,11 +202,16 @@ async def complete(conn: DirectConnection, completions: Sequence[Completion]) ->
     rows = await conn.execute(
         _COMPLETE,
         {
-            "orgs": uuid_array(row_id(c.claimed.key) for c in completions),
-            "tokens": [c.claimed.token for c in completions],
-            "due_in": [c.due_in for c in completions],
-            "attempts": [c.attempts for c in completions],
-            "errors": [c.error for c in completions],
+            "rows": json_rows(
+                {
+                    "org_id": row_id(c.claimed.key),
+                    "token": c.claimed.token,
+                    "due_in": c.due_in,
+                    "attempts": c.attempts,
+                    "error": c.error,
+                }
+                for c in completions
+            )
         },
     )
     return {work_key(org_id) for (org_id,) in await rows.fetchall()}

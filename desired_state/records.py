@@ -9,7 +9,6 @@ hand over values already fit to store (``controller.secret.scrub``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +20,7 @@ from sqlalchemy import and_, delete, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.core.outcome import State
-from desired_state.direct import DirectConnection, uuid_array
+from desired_state.direct import DirectConnection, json_rows, uuid_array
 from desired_state.shape import PlatformShape
 from desired_state.tables import replicas, vapi_objects
 
@@ -38,8 +37,7 @@ changed (config)."""
 _RECORD_INTENTS = """
     insert into reconciler.vapi_objects as o (kind, owner_key, org_id, state, intent_at)
     select kind, owner_key, org_id, 'creating', now()
-    from unnest(cast(%(kinds)s as text[]), cast(%(owner_keys)s as text[]),
-                cast(%(org_ids)s as uuid[])) as i(kind, owner_key, org_id)
+    from jsonb_to_recordset(cast(%(rows)s as jsonb)) as i(kind text, owner_key text, org_id uuid)
     on conflict on constraint vapi_objects_kind_owner_key_key do update
     set state = 'creating', intent_at = now(), updated_at = now()
     returning kind, owner_key, intent_at
@@ -68,9 +66,9 @@ async def record_intents(
     rows = await conn.execute(
         _RECORD_INTENTS,
         {
-            "kinds": [i.kind for i in unique],
-            "owner_keys": [i.owner_key for i in unique],
-            "org_ids": [i.org_id for i in unique],
+            "rows": json_rows(
+                {"kind": i.kind, "owner_key": i.owner_key, "org_id": i.org_id} for i in unique
+            )
         },
     )
     return {(kind, owner_key): at for kind, owner_key, at in await rows.fetchall()}
@@ -176,15 +174,7 @@ async def _send_writes(
         }
         for w, fence in writes
     ]
-    return await conn.execute(_RECORD_WRITES, {"writes": json.dumps(rows, default=_ids)})
-
-
-def _ids(value: object) -> str:
-    """The audit row's organization and agent ids as JSON text; any other value that is
-    not JSON is refused, as the column insert refuses it."""
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"audit value of type {type(value).__name__} is not JSON")
+    return await conn.execute(_RECORD_WRITES, {"writes": json_rows(rows)})
 
 
 async def forget(conn: DirectConnection, *, vapi_id: str) -> None:
@@ -229,9 +219,8 @@ def _upsert_org_tools(hashed: bool) -> str:
            created_at, updated_at)
         select l.org_id, l.tool_name, l.vapi_tool_id, {"l.definition_hash, " if hashed else ""}
                now(), now()
-        from unnest(cast(%(orgs)s as uuid[]), cast(%(names)s as text[]),
-                    cast(%(ids)s as text[]), cast(%(hashes)s as text[]))
-             as l(org_id, tool_name, vapi_tool_id, definition_hash)
+        from jsonb_to_recordset(cast(%(links)s as jsonb))
+             as l(org_id uuid, tool_name text, vapi_tool_id text, definition_hash text)
         on conflict (org_id, tool_name) do update
         set vapi_tool_id = excluded.vapi_tool_id, updated_at = now()
             {", definition_hash = excluded.definition_hash" if hashed else ""}
@@ -246,7 +235,8 @@ _DELETE_ORG_TOOLS = """
     delete from public.org_tools o
     where o.org_id = any(cast(%(all_orgs)s as uuid[]))
       and (o.org_id, o.tool_name) not in (
-        select * from unnest(cast(%(orgs)s as uuid[]), cast(%(names)s as text[])))
+        select l.org_id, l.tool_name
+        from jsonb_to_recordset(cast(%(links)s as jsonb)) as l(org_id uuid, tool_name text))
 """
 
 
@@ -262,21 +252,20 @@ async def replace_org_tools(
     ``shape`` is a usable one (``desired_state.shape.engine_shape``)."""
     if not links_by_org:
         return
-    links = [(org_id, link) for org_id, found in links_by_org.items() for link in found.values()]
-    orgs = [org_id for org_id, _ in links]
-    names = [link.tool_name for _, link in links]
-    await conn.execute(
-        _UPSERT_ORG_TOOLS[shape.has("org_tools", "definition_hash")],
+    links = json_rows(
         {
-            "orgs": orgs,
-            "names": names,
-            "ids": [link.vapi_tool_id for _, link in links],
-            "hashes": [link.definition_hash for _, link in links],
-        },
+            "org_id": org_id,
+            "tool_name": link.tool_name,
+            "vapi_tool_id": link.vapi_tool_id,
+            "definition_hash": link.definition_hash,
+        }
+        for org_id, found in links_by_org.items()
+        for link in found.values()
     )
     await conn.execute(
-        _DELETE_ORG_TOOLS, {"all_orgs": list(links_by_org), "orgs": orgs, "names": names}
+        _UPSERT_ORG_TOOLS[shape.has("org_tools", "definition_hash")], {"links": links}
     )
+    await conn.execute(_DELETE_ORG_TOOLS, {"all_orgs": uuid_array(links_by_org), "links": links})
 
 
 async def forget_statuses(conn: DirectConnection, org_ids: Collection[UUID]) -> None:
@@ -304,9 +293,8 @@ _UPSERT_STATUSES = """
            case when r.state = 'synced' then now() end,
            case when r.state in ('synced', 'paused') then null else now() end,
            case when r.failed then 1 else 0 end
-    from unnest(cast(%(orgs)s as uuid[]), cast(%(states)s as text[]),
-                cast(%(messages)s as text[]), cast(%(reasons)s as text[]),
-                cast(%(failed)s as boolean[])) as r(org_id, state, message, reason, failed)
+    from jsonb_to_recordset(cast(%(rows)s as jsonb))
+         as r(org_id uuid, state text, message text, reason text, failed boolean)
     on conflict (org_id) do update
     set state = excluded.state, message = excluded.message, reason = excluded.reason,
         updated_at = now(),
@@ -335,11 +323,16 @@ async def write_statuses(
     await conn.execute(
         _WRITE_STATUSES_ONE_SHOT if one_shot else _UPSERT_STATUSES,
         {
-            "orgs": uuid_array(latest),
-            "states": [row.state for row in latest.values()],
-            "messages": [row.message for row in latest.values()],
-            "reasons": [row.reason for row in latest.values()],
-            "failed": [row.failed for row in latest.values()],
+            "rows": json_rows(
+                {
+                    "org_id": row.org_id,
+                    "state": row.state,
+                    "message": row.message,
+                    "reason": row.reason,
+                    "failed": row.failed,
+                }
+                for row in latest.values()
+            )
         },
     )
 
@@ -384,7 +377,7 @@ _WRITE_AUDIT = """
 
 async def write_audit(conn: DirectConnection, entries: list[AuditEntry]) -> None:
     if entries:
-        rows = json.dumps([_audit_row(e) for e in entries], default=_ids)
+        rows = json_rows(_audit_row(e) for e in entries)
         await conn.execute(_WRITE_AUDIT, {"rows": rows})
 
 
