@@ -5,6 +5,7 @@ bulk. Each scenario prints a table and writes ``bench/results/<scenario>.json``.
     .venv/bin/python -m bench.run cold-start --orgs 2000
     .venv/bin/python -m bench.run cold-start --orgs 2000 --replicas 2
     .venv/bin/python -m bench.run cold-start --orgs 2000 --profile
+    .venv/bin/python -m bench.run cold-start --orgs 2000 --cpu-profile
     .venv/bin/python -m bench.run steady-state --orgs 10000
     .venv/bin/python -m bench.run change-latency --orgs 50 --samples 100
     .venv/bin/python -m bench.run change-latency --under-load --orgs 2000 --samples 100
@@ -12,7 +13,10 @@ bulk. Each scenario prints a table and writes ``bench/results/<scenario>.json``.
 
 Postgres: a throwaway database on the server of ``DATABASE_URL``, or an embedded one.
 ``--profile`` (cold-start, change-latency) records each daemon with py-spy into
-``bench/results/<daemon>.folded`` and prints where its CPU went (``bench/profile.py``).
+``bench/results/<daemon>.folded`` and prints where its CPU went (``bench/profile.py``);
+``--cpu-profile`` (cold-start) samples each daemon by its CPU time from inside
+(``bench/cpu_sampler.py``: py-spy counts waiting for a core as busy) into
+``bench/results/<daemon>.cpu.folded``.
 """
 
 from __future__ import annotations
@@ -250,18 +254,21 @@ def daemon(
     resync: float = 3600,
     relist: float = RELIST_SECONDS,
     name: str = "bench",
+    cpu_profile: bool = False,
 ) -> Iterator[subprocess.Popen[str]]:
+    """``cpu_profile``: the daemon runs under ``bench.cpu_sampler``, which writes
+    ``bench/results/<name>.cpu.folded`` as it exits."""
     config = b.workdir / f"{name}.toml"
     write_config(
         config, rate=rate, burst=burst, concurrency=concurrency, resync=resync, relist=relist
     )
     RESULTS.mkdir(exist_ok=True)
     log = (RESULTS / f"{name}.log").open("w")
+    sampler = ["-m", "bench.cpu_sampler", str(cpu_folded(name)), "-m", "controller"]
     process = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "controller",
+            *(sampler if cpu_profile else ["-m", "controller"]),
             "--log-level",
             "INFO",
             "run",
@@ -283,6 +290,10 @@ def daemon(
         log.close()
 
 
+def cpu_folded(name: str) -> Path:
+    return RESULTS / f"{name}.cpu.folded"
+
+
 def controller_env(b: Bench) -> dict[str, str]:
     return {
         **os.environ,
@@ -295,7 +306,7 @@ def controller_env(b: Bench) -> dict[str, str]:
 
 @contextmanager
 def daemons(
-    b: Bench, count: int, *, rate: float, burst: int, concurrency: int
+    b: Bench, count: int, *, rate: float, burst: int, concurrency: int, cpu_profile: bool = False
 ) -> Iterator[list[subprocess.Popen[str]]]:
     """``count`` replicas started together: one config file, log and replica id each
     (``bench`` alone, else ``replica-1`` ...), the same database and simulator. Each is given
@@ -305,7 +316,14 @@ def daemons(
     with ExitStack() as stack:
         yield [
             stack.enter_context(
-                daemon(b, rate=rate, burst=burst, concurrency=concurrency, name=name)
+                daemon(
+                    b,
+                    rate=rate,
+                    burst=burst,
+                    concurrency=concurrency,
+                    name=name,
+                    cpu_profile=cpu_profile,
+                )
             )
             for name in names
         ]
@@ -495,7 +513,12 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
         start, started = time.monotonic(), time.time()
         with (
             daemons(
-                b, replicas, rate=args.rate, burst=args.burst, concurrency=args.concurrency
+                b,
+                replicas,
+                rate=args.rate,
+                burst=args.burst,
+                concurrency=args.concurrency,
+                cpu_profile=args.cpu_profile,
             ) as ds,
             profiling(args.profile, ds) as folded,
         ):
@@ -552,6 +575,11 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
     if folded:
         figures, table = profile_figures(folded, writes=writes, cpu_s=sum(daemon_cpu))
         result.update(figures)
+        print(table)
+    if args.cpu_profile:
+        sampled = [cpu_folded(_daemon_name(d)) for d in ds]
+        figures, table = profile_figures(sampled, writes=writes, cpu_s=sum(daemon_cpu))
+        result.update({f"cpu_{key}": value for key, value in figures.items()})
         print(table)
     return result
 
@@ -939,6 +967,12 @@ def argument_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="cold-start, change-latency, steady-state: py-spy on each daemon, "
         "bench/results/<daemon>.folded",
+    )
+    parser.add_argument(
+        "--cpu-profile",
+        action="store_true",
+        help="cold-start: each daemon sampled by its CPU time from inside "
+        "(bench/cpu_sampler.py), bench/results/<daemon>.cpu.folded",
     )
     parser.add_argument(
         "--under-load",

@@ -247,7 +247,7 @@ async def test_writes_whose_settle_never_landed_are_adopted_not_repeated(
         (clinic,) = await seed_clinics(conn, 1)
     await reconcile_pass(runtime, org_ids=[])  # the tools only
     chain = await chain_over(runtime)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="connection lost"):
         await chain.reconcile_org(
             clinic.org_id,
             await desired_of(runtime, clinic.org_id),

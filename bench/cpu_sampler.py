@@ -1,0 +1,75 @@
+"""Where a process's CPU goes, sampled by CPU time from inside it.
+
+    python -m bench.cpu_sampler OUTPUT -m MODULE [ARGS ...]
+
+runs ``python -m MODULE ARGS`` with a ``SIGPROF`` timer on the process's CPU time: after every
+``INTERVAL`` of CPU (all threads together) the main thread's Python stack is counted. At exit
+(a normal one: the daemon's SIGTERM shutdown is) the counts go to OUTPUT as collapsed stacks,
+py-spy's raw format, for ``bench.profile``.
+
+Why beside py-spy (``bench.run --profile``): py-spy samples wall time and counts a thread that
+is ready but waiting for a core as busy. On the 2-core benchmark machine the daemon, the
+simulator and Postgres take turns, so a py-spy profile of a cold start held a third more
+samples than CPU seconds, most of the excess in the frames that had just woken Postgres. Here
+only CPU spent is sampled. CPU spent in another thread is credited to whatever the main thread
+was running (the daemon's work all runs on its main thread's event loop).
+"""
+
+from __future__ import annotations
+
+import atexit
+import runpy
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+
+INTERVAL = 0.005
+"""Seconds of CPU between samples: 200 a CPU second, ``bench.profile.SAMPLE_RATE``."""
+
+
+class CpuSampler:
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.stacks: Counter[str] = Counter()
+        roots = sorted({str(Path(p).resolve()) for p in sys.path if p}, key=len, reverse=True)
+        self._roots = tuple(root.rstrip("/") + "/" for root in roots)
+
+    def start(self) -> None:
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
+        atexit.register(self.write)
+
+    def write(self) -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        with self.output.open("w") as out:
+            out.writelines(f"{stack} {n}\n" for stack, n in self.stacks.items())
+
+    def _sample(self, signum: int, frame: FrameType | None) -> None:
+        frames = []
+        while frame is not None:
+            code = frame.f_code
+            frames.append(f"{code.co_name} ({self._short(code.co_filename)}:{frame.f_lineno})")
+            frame = frame.f_back
+        self.stacks[";".join(reversed(frames))] += 1
+
+    def _short(self, filename: str) -> str:
+        """A module's file as py-spy names it: relative to the ``sys.path`` entry it is in."""
+        for root in self._roots:
+            if filename.startswith(root):
+                return filename[len(root) :]
+        return filename
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3 or argv[1] != "-m":
+        sys.exit("usage: python -m bench.cpu_sampler OUTPUT -m MODULE [ARGS ...]")
+    output, module, args = Path(argv[0]), argv[2], argv[3:]
+    CpuSampler(output.resolve()).start()
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
