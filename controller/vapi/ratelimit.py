@@ -25,7 +25,6 @@ class RateLimiter:
         self._sleep = sleep
         self._pause_until = 0.0
         self._tat = 0.0
-        self._left_tat = 0.0
         self.waited_seconds = 0.0
         self.set_rate(rate, burst=burst)
 
@@ -35,12 +34,7 @@ class RateLimiter:
         self._tolerance = (burst - 1) * self._interval
 
     async def acquire(self) -> None:
-        """Wait until one more request fits the budget: first a place in line (the times
-        are handed out in order, so waiters never race), then, once awake, the budget again
-        as requests actually leave. A waiter the event loop woke late (a large batch, a
-        garbage collection) finds its time gone by; without the second check every waiter
-        woken together would go out at once, a burst the account never allowed (the 429s
-        of a cold start with two replicas came in such clumps)."""
+        """Wait until one more request fits the budget."""
         while True:
             now = self._clock()
             tat = max(self._tat, now)
@@ -50,21 +44,7 @@ class RateLimiter:
                 self.waited_seconds += start - now
                 await self._sleep(start - now)
             if self._clock() >= self._pause_until:
-                break
-        await self._leave()
-
-    async def _leave(self) -> None:
-        """The same budget over the times requests leave (GCRA again): passes at once unless
-        waiters were woken late, together."""
-        while True:
-            now = self._clock()
-            left = max(self._left_tat, now)
-            start = left - self._tolerance
-            if start <= now:
-                self._left_tat = left + self._interval
                 return
-            self.waited_seconds += start - now
-            await self._sleep(start - now)
 
     def slow_down(self, seconds: float) -> None:
         """Hold every caller for ``seconds``, then resume at the steady rate (no burst)."""
