@@ -20,6 +20,7 @@ Postgres and Vapi outages do escape: the driver waits for them to pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,11 +57,14 @@ from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded, record_outcomes, record_writes
 from controller.secret import redact
 from controller.vapi.errors import VapiError, WriteAbandonedError
+from desired_state import records
 from desired_state.direct import DATABASE_ERRORS, direct
 from desired_state.load import numbers_named
 from desired_state.records import Fence, WriteRecord
 from desired_state.shape import engine_shape
 
+KEEP_WRITES_SECONDS = 5.0
+"""How long a visit that ends in an outage may spend recording the writes it made."""
 OUTAGES = (*DATABASE_ERRORS, OSError, VapiError)
 """Failures of Postgres or Vapi as a whole: not one organization's, so they pass the edge."""
 
@@ -226,7 +230,8 @@ class Chain:
             logger.bind(org_id=str(org_id), reconcile_id=reconcile_id).warning(
                 "lease may have expired: the rest of the plan is abandoned, not sent"
             )
-        except OUTAGES:
+        except (*OUTAGES, asyncio.CancelledError):
+            await self._keep_writes(applier.deferred, fence)
             raise
         except Exception as exc:
             outcome = _internal_error(org_id, exc)
@@ -236,6 +241,18 @@ class Chain:
             return outcome
         _log_outcome(outcome, reconcile_id, self.written)
         return outcome
+
+    async def _keep_writes(self, writes: list[WriteRecord] | None, fence: Fence | None) -> None:
+        """An outage (Vapi's, or one statement's) or a cancellation ends the visit before its
+        outcome is recorded: the records of the writes that reached Vapi are written now, on
+        their own, under the claim's fence. When Postgres itself is what failed they are lost
+        with it, and the creates' intents stand in for them (the next visit adopts)."""
+        if not writes:
+            return
+        with contextlib.suppress(*DATABASE_ERRORS, OSError, TimeoutError):
+            async with asyncio.timeout(KEEP_WRITES_SECONDS):
+                async with direct(self.runtime.engine).connection() as conn:
+                    await records.record_writes(conn, [(write, fence) for write in writes])
 
     async def _confirm(
         self, org_id: UUID, org: DesiredOrg | None, desired: DesiredState, began: float

@@ -273,6 +273,31 @@ async def test_writes_whose_settle_never_landed_are_adopted_not_repeated(
         assert linked == assistant_of_agent(sim, agent_id)["id"]
 
 
+async def test_writes_made_before_an_outage_ends_the_visit_are_still_recorded(
+    platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage after the creates (Vapi's, on the reads that follow, or one statement's)
+    ends the visit with no outcome: what already reached Vapi is recorded all the same."""
+    async with platform.begin() as conn:
+        (clinic,) = await seed_clinics(conn, 1)
+    await reconcile_pass(runtime, org_ids=[])  # the tools only
+    chain = await chain_over(runtime)
+
+    def vapi_went_away(*args: Any, **kwargs: Any) -> None:
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(chain, "_judge", vapi_went_away)
+    with pytest.raises(OSError, match="connection reset"):
+        await reconciled(chain, clinic.org_id)
+
+    for agent_id in clinic.agent_ids:
+        linked = (await agent_row(runtime, agent_id))["vapi_assistant_id"]
+        assert linked == assistant_of_agent(sim, agent_id)["id"]
+    async with runtime.engine.connect() as conn:
+        states = (await conn.execute(select(vapi_objects.c.state))).scalars().all()
+    assert sorted(states) == ["present"] * (len(clinic.agent_ids) + len(sim.objects["tool"]))
+
+
 async def test_a_stale_claim_cannot_move_an_agents_assistant_link(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
