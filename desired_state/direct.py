@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -131,8 +132,17 @@ def json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
     ``jsonb_to_recordset(cast(%(rows)s as jsonb)) as r(column type, ...)``: psycopg sends it
     as it is and Postgres parses it in C, where array parameters are dumped (and their text
     elements escaped) element by element in Python, a millisecond for a few long texts.
-    UUIDs become their text; any other value that is not JSON is refused."""
-    return json.dumps(list(rows), default=_json_value, allow_nan=False, separators=(",", ":"))
+    UUIDs become their text; any other value that is not JSON is refused. A NUL character,
+    which Postgres stores in neither text nor jsonb (an edit in the dashboard can put one in
+    a field the audit quotes), becomes U+FFFD: one such row must not fail the group commit
+    it rides in."""
+    text = json.dumps(list(rows), default=_json_value, allow_nan=False, separators=(",", ":"))
+    return _NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+"""A JSON escape of NUL: ``\\u0000`` after an even run of backslashes (an odd run escapes
+the backslash itself, and the text is a literal ``\\u0000``)."""
 
 
 def _json_value(value: object) -> str:
