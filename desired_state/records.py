@@ -9,8 +9,9 @@ hand over values already fit to store (``controller.secret.scrub``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -145,17 +146,23 @@ in Python (half a millisecond for each audit row of a create)."""
 async def record_writes(
     conn: DirectConnection, writes: Sequence[tuple[WriteRecord, Fence | None]]
 ) -> None:
-    """Many writes' records in one statement, in order (a later record of the same object
-    wins), each as ``record_write`` would leave it and under its own fence: one fenced out
-    leaves nothing, silently (the caller learns of the fence from the claim's completion in
-    the same transaction). Its result is never read, so in a pipeline it costs no round
-    trip of its own."""
+    """Many writes' records (an organization's visit keeps them until its completion), in
+    two statements whose results are never read (in a pipeline, no round trip of their
+    own). The agents' links and the registry, in order (a later record of the same object
+    wins), each under its own fence: one fenced out leaves nothing, silently (the caller
+    learns of the fence from the claim's completion in the same transaction). The audit
+    rows whatever the fence, each dated when its write was made: they say what was done in
+    Vapi, which another replica's takeover does not undo."""
     if writes:
-        await _send_writes(conn, writes)
+        await _send_writes(conn, writes, audits=False)
+        await write_audit(conn, [w.audit for w, _ in writes if w.audit is not None])
 
 
 async def _send_writes(
-    conn: DirectConnection, writes: Sequence[tuple[WriteRecord, Fence | None]]
+    conn: DirectConnection,
+    writes: Sequence[tuple[WriteRecord, Fence | None]],
+    *,
+    audits: bool = True,
 ) -> psycopg.AsyncCursor[tuple[Any, ...]]:
     rows = [
         {
@@ -170,7 +177,7 @@ async def _send_writes(
             "agent_id": w.agent_id,
             "fence_row": fence.row if fence else None,
             "fence_token": fence.token if fence else None,
-            "audit": _audit_row(w.audit) if w.audit else None,
+            "audit": _audit_row(w.audit) if audits and w.audit else None,
         }
         for w, fence in writes
     ]
@@ -361,23 +368,30 @@ class AuditEntry:
     cause: AuditCause | None = None
     changes: Sequence[FieldWrite] = ()
     duration_ms: int | None = None
+    made_at: float = field(default_factory=time.monotonic)
+    """When the entry was made (``time.monotonic``): a row written later, with its
+    organization's completion, is dated back by its age (Postgres' clock, not ours)."""
 
 
 _WRITE_AUDIT = """
     insert into reconciler.audit_log
-      (reconcile_id, org_id, action, vapi_id, method, path, status_code, outcome, detail,
+      (at, reconcile_id, org_id, action, vapi_id, method, path, status_code, outcome, detail,
        agent_id, cause, changes, duration_ms)
-    select a.reconcile_id, a.org_id, a.action, a.vapi_id, a.method, a.path, a.status_code,
+    select now() - make_interval(secs => coalesce(cast(r.row ->> 'age_s' as float8), 0)),
+           a.reconcile_id, a.org_id, a.action, a.vapi_id, a.method, a.path, a.status_code,
            a.outcome, coalesce(a.detail, '{}'), a.agent_id, a.cause, coalesce(a.changes, '[]'),
            a.duration_ms
-    from jsonb_populate_recordset(null::reconciler.audit_log, cast(%(rows)s as jsonb)) a
+    from jsonb_array_elements(cast(%(rows)s as jsonb)) with ordinality as r(row, n)
+         cross join lateral jsonb_populate_record(null::reconciler.audit_log, r.row) as a
+    order by r.n
 """
 """The audit rows as one JSON document, as ``reconciler.record_write`` takes its own."""
 
 
 async def write_audit(conn: DirectConnection, entries: list[AuditEntry]) -> None:
     if entries:
-        rows = json_rows(_audit_row(e) for e in entries)
+        now = time.monotonic()
+        rows = json_rows({**_audit_row(e), "age_s": max(now - e.made_at, 0.0)} for e in entries)
         await conn.execute(_WRITE_AUDIT, {"rows": rows})
 
 

@@ -7,8 +7,10 @@ under the claim's fence) is written in one of two ways:
 
 - an organization's visit keeps its writes' records (``Applier.deferred``) and they are
   written with the claim's completion, one statement for a whole group commit
-  (``controller.daemon.settle``; the one-shot commands: one transaction per organization).
-  A crash or an outage before that commit loses them, and nothing else: a create's intent
+  (``controller.daemon.settle``; the one-shot commands: one transaction per organization);
+  the audit rows whatever the fence, dated back to their writes. A visit ended by an outage
+  or a cancellation records them on its own first (``Chain.finish_org``). A crash, or
+  Postgres down, before that commit loses them, and nothing else: a create's intent
   stays, so the next visit finds the assistant by its ownership tag and adopts it (the
   audit then shows the adoption, not the create); an update's next visit compares Vapi's
   copy afresh; the agent's link is made again. An organization's writes then cost one

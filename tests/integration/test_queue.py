@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from uuid import UUID
 
 import pytest
@@ -19,12 +20,13 @@ from controller.reconcile.status import Recorded
 from desired_state import queue
 from desired_state.load import load_status
 from desired_state.queue import Claim, Completion
-from desired_state.records import Fence, WriteRecord
+from desired_state.records import AuditEntry, Fence, WriteRecord
 from desired_state.sample import seed_clinics
 from tests.integration.claiming import claim, complete, settle_tools
 from tests.integration.helpers import agent_row, update_agent
 
 LAPSING_LEASE = 2.0
+WRITTEN_AGO = 30.0
 
 
 async def test_concurrent_claimers_never_get_the_same_organization(
@@ -211,6 +213,18 @@ async def test_a_group_commit_lands_the_writes_records_of_the_claims_still_held_
 
     def finished(claimed: Claim) -> Finished:
         agent_id = agent_of[claimed.key]
+        audit = AuditEntry(
+            "r",
+            claimed.key,
+            "CreateAssistant",
+            f"asst-{agent_id}",
+            "POST",
+            "/assistant",
+            201,
+            "ok",
+            {},
+            made_at=time.monotonic() - WRITTEN_AGO,
+        )
         write = WriteRecord(
             "assistant",
             str(agent_id),
@@ -219,6 +233,7 @@ async def test_a_group_commit_lands_the_writes_records_of_the_claims_still_held_
             desired_hash="d",
             observed_hash="o",
             agent_id=agent_id,
+            audit=audit,
         )
         fence = Fence(claimed.key, claimed.token)
         outcome = OrgOutcome(claimed.key, "synced", "converged")
@@ -236,6 +251,13 @@ async def test_a_group_commit_lands_the_writes_records_of_the_claims_still_held_
     assert registry == {
         str(agent_of[c.key]): f"asst-{agent_of[c.key]}" for c in held if c.key != taken_over.key
     }
+    async with runtime.engine.connect() as conn:  # what was done in Vapi, fenced or not
+        audited = await conn.execute(
+            text("select org_id, now() - at as age from reconciler.audit_log")
+        )
+        ages = {row.org_id: row.age.total_seconds() for row in audited}
+    assert set(ages) == {c.key for c in held}
+    assert all(WRITTEN_AGO - 5 < age < WRITTEN_AGO + 5 for age in ages.values()), ages
 
 
 async def test_renewing_a_claim_completed_meanwhile_neither_hides_nor_loses_its_row(
