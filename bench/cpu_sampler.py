@@ -3,9 +3,12 @@
     python -m bench.cpu_sampler OUTPUT -m MODULE [ARGS ...]
 
 runs ``python -m MODULE ARGS`` with a ``SIGPROF`` timer on the process's CPU time: after every
-``INTERVAL`` of CPU (all threads together) the main thread's Python stack is counted. At exit
-(a normal one: the daemon's SIGTERM shutdown is) the counts go to OUTPUT as collapsed stacks,
-py-spy's raw format, for ``bench.profile``.
+``INTERVAL`` of CPU (all threads together) the main thread's Python stack is credited with the
+CPU spent since the last sample. Python runs a signal's handler only between bytecodes, so the
+timers that fire during one long call into C (a ``json.loads`` of a large page, zlib,
+psycopg's parsing) come as one call: weighting by the CPU time itself keeps those calls'
+share. At exit (a normal one: the daemon's SIGTERM shutdown is) the CPU of each stack goes to
+OUTPUT in ``INTERVAL`` units as collapsed stacks, py-spy's raw format, for ``bench.profile``.
 
 Why beside py-spy (``bench.run --profile``): py-spy samples wall time and counts a thread that
 is ready but waiting for a core as busy. On the 2-core benchmark machine the daemon, the
@@ -21,7 +24,8 @@ import atexit
 import runpy
 import signal
 import sys
-from collections import Counter
+import time
+from collections import defaultdict
 from pathlib import Path
 from types import FrameType
 
@@ -32,7 +36,9 @@ INTERVAL = 0.005
 class CpuSampler:
     def __init__(self, output: Path) -> None:
         self.output = output
-        self.stacks: Counter[str] = Counter()
+        self.stacks: defaultdict[str, float] = defaultdict(float)
+        """CPU seconds by stack."""
+        self._last = time.process_time()
         roots = sorted({str(Path(p).resolve()) for p in sys.path if p}, key=len, reverse=True)
         self._roots = tuple(root.rstrip("/") + "/" for root in roots)
 
@@ -43,16 +49,19 @@ class CpuSampler:
 
     def write(self) -> None:
         signal.setitimer(signal.ITIMER_PROF, 0)
+        samples = {stack: max(round(cpu / INTERVAL), 1) for stack, cpu in self.stacks.items()}
         with self.output.open("w") as out:
-            out.writelines(f"{stack} {n}\n" for stack, n in self.stacks.items())
+            out.writelines(f"{stack} {n}\n" for stack, n in samples.items())
 
     def _sample(self, signum: int, frame: FrameType | None) -> None:
+        now = time.process_time()
+        spent, self._last = now - self._last, now
         frames = []
         while frame is not None:
             code = frame.f_code
             frames.append(f"{code.co_name} ({self._short(code.co_filename)}:{frame.f_lineno})")
             frame = frame.f_back
-        self.stacks[";".join(reversed(frames))] += 1
+        self.stacks[";".join(reversed(frames))] += spent
 
     def _short(self, filename: str) -> str:
         """A module's file as py-spy names it: relative to the ``sys.path`` entry it is in."""
