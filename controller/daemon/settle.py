@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.keys import WorkKey
@@ -21,6 +22,8 @@ from desired_state import queue
 from desired_state.direct import direct
 from desired_state.queue import Completion
 from desired_state.shape import engine_shape
+
+COMMIT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,18 @@ class Settler:
             future.set_result(kept)
 
     async def _commit(self, group: list[Finished]) -> set[WorkKey]:
+        """The group's transaction, once more if Postgres chose it as a deadlock's victim
+        (it holds the rows of many organizations until COMMIT: a platform transaction that
+        edits agents of two of them in the other order can cross it)."""
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                return await self._commit_once(group)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _commit_once(self, group: list[Finished]) -> set[WorkKey]:
         shape = await engine_shape(self.engine)
         # pipelined: BEGIN and the writes' records go with the completion, the outcomes with
         # COMMIT (two round trips)

@@ -6,12 +6,13 @@ import asyncio
 import time
 from uuid import UUID
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.config import Settings
-from controller.core.keys import TOOLS
+from controller.core.keys import TOOLS, WorkKey
 from controller.core.outcome import OrgOutcome
 from controller.daemon.listener import listen
 from controller.daemon.settle import Finished, Settler
@@ -291,3 +292,34 @@ async def test_renewing_a_claim_taken_over_reports_it_lost(
         lost = await queue.renew(conn, [stale], lease_seconds=60)
 
     assert lost == {stale.key}
+
+
+async def test_a_group_commit_chosen_as_a_deadlocks_victim_is_committed_again(
+    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with platform.begin() as conn:
+        await seed_clinics(conn, 2)
+    await settle_tools(runtime.engine)
+    held = await claim(runtime.engine, "a")
+    settler = Settler(runtime.engine)
+    commit_once, tries = settler._commit_once, []
+
+    async def a_deadlock_first(group: list[Finished]) -> set[WorkKey]:
+        tries.append(len(group))
+        if len(tries) == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return await commit_once(group)
+
+    monkeypatch.setattr(settler, "_commit_once", a_deadlock_first)
+
+    def finished(claimed: Claim) -> Finished:
+        outcome = OrgOutcome(claimed.key, "synced", "converged")
+        return Finished(Completion(claimed, 5, 0, None), Recorded(outcome, None))
+
+    kept = await settler.settle_all([finished(c) for c in held])
+
+    assert tries == [2, 2]
+    assert kept == {c.key for c in held}
+    async with runtime.engine.connect() as conn:
+        statuses = {row["org_id"]: row["state"] for row in await load_status(conn)}
+    assert statuses == {c.key: "synced" for c in held}
