@@ -82,13 +82,15 @@ class VapiClient:
             for name in ("assistant", "tool", "phone-number")
         }
         """The URL of each collection, parsed once: every create and listing asks for one."""
-        self._headers = {
-            "Authorization": f"Bearer {key.reveal()}",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPTED_ENCODINGS,
-            "User-Agent": USER_AGENT,
-        }
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._headers = httpx.Headers(  # its repr masks the key
+            {
+                "Authorization": f"Bearer {key.reveal()}",
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPTED_ENCODINGS,
+                "User-Agent": USER_AGENT,
+            }
+        )
+        self._json_headers = httpx.Headers({**self._headers, "Content-Type": "application/json"})
         self._extensions = {"timeout": httpx.Timeout(timeout_seconds).as_dict()}
         self._transport = transport or vapi_transport(limits)
         """Requests go to the transport as they are: nothing of ``httpx.AsyncClient`` is
