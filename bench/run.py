@@ -264,7 +264,8 @@ def daemon(
     )
     RESULTS.mkdir(exist_ok=True)
     log = (RESULTS / f"{name}.log").open("w")
-    cpu_folded(name).unlink(missing_ok=True)  # a daemon that dies writes none: not the last one
+    if cpu_profile:
+        cpu_folded(name).unlink(missing_ok=True)  # a daemon that dies writes none
     sampler = ["-m", "bench.cpu_sampler", str(cpu_folded(name)), "-m", "controller"]
     process = subprocess.Popen(
         [

@@ -95,7 +95,7 @@ class VapiClient:
         self._transport = transport or vapi_transport(limits)
         """Requests go to the transport as they are: nothing of ``httpx.AsyncClient`` is
         needed (no base-URL merging, auth flow, redirects or cookie jar), and skipping it
-        saves about a tenth of the CPU of a write (issue 17)."""
+        saves about 0.4 ms of a write's CPU (issue 17)."""
 
     async def aclose(self) -> None:
         await self._transport.aclose()
