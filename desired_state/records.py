@@ -279,7 +279,7 @@ async def forget_statuses(conn: DirectConnection, org_ids: Collection[UUID]) -> 
     if org_ids:
         await conn.execute(
             "delete from reconciler.org_status where org_id = any(cast(%(ids)s as uuid[]))",
-            {"ids": list(org_ids)},
+            {"ids": uuid_array(org_ids)},
         )
 
 

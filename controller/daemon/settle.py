@@ -24,6 +24,8 @@ from desired_state.queue import Completion
 from desired_state.shape import engine_shape
 
 COMMIT_ATTEMPTS = 3
+"""Tries of a group commit that Postgres chose as a deadlock's (or a serialization
+failure's) victim."""
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,10 @@ class Recorded:
 
 
 async def record_writes(conn: DirectConnection, recorded: Sequence[Recorded]) -> None:
-    """The writes' records of many organizations, in one statement, each under its fence.
-    Before the claims' completion, in the same transaction: a completion releases the
-    work row, and a fence holds only while the row is leased."""
+    """The writes' records of many organizations (``records.record_writes``: links and
+    registry each under its fence, audit rows whatever the fence). Before the claims'
+    completion, in the same transaction: a completion releases the work row, and a fence
+    holds only while the row is leased."""
     await records.record_writes(conn, [(w, r.fence) for r in recorded for w in r.writes])
 
 

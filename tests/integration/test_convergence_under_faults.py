@@ -238,6 +238,7 @@ class FailingRecorder:
         raise OSError("connection lost")
 
 
+@pytest.mark.both_schemas
 async def test_writes_whose_settle_never_landed_are_adopted_not_repeated(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState
 ) -> None:
@@ -273,6 +274,7 @@ async def test_writes_whose_settle_never_landed_are_adopted_not_repeated(
         assert linked == assistant_of_agent(sim, agent_id)["id"]
 
 
+@pytest.mark.both_schemas
 async def test_writes_made_before_an_outage_ends_the_visit_are_still_recorded(
     platform: AsyncEngine, runtime: Runtime, sim: SimulatorState, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -201,6 +201,7 @@ async def test_a_group_commit_records_only_the_claims_still_held(
     assert {(s["state"], s["consecutive_failures"]) for s in statuses.values()} == {("failed", 1)}
 
 
+@pytest.mark.both_schemas
 async def test_a_group_commit_lands_the_writes_records_of_the_claims_still_held_only(
     platform: AsyncEngine, runtime: Runtime
 ) -> None:
