@@ -53,10 +53,13 @@ a few hundred milliseconds of CPU at most, which an edit claimed next may wait."
 WRITING_SECONDS = 2.0
 """A visit wrote to Vapi this recently: claim only what can start now (see ``_room``)."""
 DOWN_RETRY_SECONDS = 2.0
-GATHER_SECONDS = 0.05
-GATHER_SHARE = 4
+GATHER_SECONDS = 0.15
+GATHER_SHARE = 2
 """While visits write, a claim waits up to ``GATHER_SECONDS`` for 1/``GATHER_SHARE`` of the
-slots to be free (see ``ClaimLoop._gathered``): an edit waits at most that much longer."""
+slots to be free (see ``ClaimLoop._gathered``), unless a change is announced meanwhile: an
+edit does not wait for it. At a cold start's 50 organizations a second a claim took 3.3
+organizations with 0.05 s and a quarter of the slots, and the claims and their loads cost
+0.27 ms of the daemon's CPU per Vapi write."""
 
 
 class Slots:
@@ -194,6 +197,10 @@ class ClaimLoop:
         starting beside it gets its share of the backlog instead of none."""
         self._announced: dict[UUID, float] = {}
         """Organization -> when (monotonic) a change to it was last announced (NOTIFY)."""
+        self._announced_at = 0.0
+        """When (monotonic) the last change was announced, to any organization."""
+        self._claimed_at = 0.0
+        """When (monotonic) the last claim was asked for."""
         self._schedule: tuple[ControllerSettings, SchedulePolicy] | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -234,6 +241,8 @@ class ClaimLoop:
         floor = max(self.runtime.settings.controller.concurrency // GATHER_SHARE, 1)
         deadline = time.monotonic() + GATHER_SECONDS
         while 0 < room < floor and self.inflight and not stopping.is_set():
+            if self._announced_at > self._claimed_at:  # an edit waits: claim it now
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -258,7 +267,7 @@ class ClaimLoop:
     def changed(self, payload: str) -> None:
         """A change trigger announced an organization (the NOTIFY payload is its id)."""
         with contextlib.suppress(ValueError):
-            self._announced[UUID(payload)] = time.monotonic()
+            self._announced[UUID(payload)] = self._announced_at = time.monotonic()
 
     def renewed(self, keys: set[WorkKey], *, asked_at: float) -> None:
         """The heartbeat extended these claims' leases with a statement sent at ``asked_at``."""
@@ -272,7 +281,7 @@ class ClaimLoop:
             owner=self.replica_id,
             lease_seconds=self.runtime.settings.controller.lease_seconds,
         )
-        asked_at = time.monotonic()
+        asked_at = self._claimed_at = time.monotonic()
         async with self.runtime.engine.begin() as conn:
             tools = await claim(conn, limit=1, tools=True)
             # the common case: organizations, in the same transaction

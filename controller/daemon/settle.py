@@ -3,13 +3,16 @@ fenced completion of each work row and, for those still ours, the organization's
 ``org_tools``, in one transaction per group.
 
 Whoever finishes while a commit is running waits for the next one, which carries everybody
-then waiting. A resync of thousands of organizations costs a few hundred transactions
-instead of one per organization, and a lone change is committed at once.
+then waiting. While visits finish one after another (a rollout, a cold start), group commits
+start at most every ``COMMIT_SPACING_SECONDS``, so each carries the visits that finished
+since. A resync of thousands of organizations costs a few hundred transactions instead of
+one per organization, and a lone change is committed at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +29,14 @@ from desired_state.shape import engine_shape
 COMMIT_ATTEMPTS = 3
 """Tries of a group commit that Postgres chose as a deadlock's (or a serialization
 failure's) victim."""
+COMMIT_SPACING_SECONDS = 0.1
+"""A group commit starts at least this long after the previous one began, unless
+``GROUP_ENOUGH`` rows are waiting. At a cold start's 50 organizations a second, groups were
+of one organization each (a commit takes a few milliseconds) and cost 0.65 ms of the
+daemon's CPU per Vapi write; spaced, a group carries about five. Only the status and the
+records wait for it: the visit has given back its slot and its Vapi writes are done."""
+GROUP_ENOUGH = 64
+"""Rows waiting that make a group worth committing at once."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class Settler:
         self.engine = engine
         self._waiting: list[tuple[Sequence[Finished], asyncio.Future[set[WorkKey]]]] = []
         self._lock = asyncio.Lock()
+        self._began = -COMMIT_SPACING_SECONDS
+        """When (monotonic) the last group commit began."""
 
     async def settle(self, finished: Finished) -> bool:
         """Commit ``finished`` with whatever else is waiting; False if the lease was lost
@@ -53,8 +66,17 @@ class Settler:
         self._waiting.append((finished, mine))
         async with self._lock:
             if not mine.done():
+                await self._spaced()
                 await self._commit_waiting()
         return await mine
+
+    async def _spaced(self) -> None:
+        """Wait out ``COMMIT_SPACING_SECONDS`` since the last group commit began, while fewer
+        than ``GROUP_ENOUGH`` rows wait: those finishing meanwhile join this group."""
+        wait = self._began + COMMIT_SPACING_SECONDS - time.monotonic()
+        if wait > 0 and sum(len(finished) for finished, _ in self._waiting) < GROUP_ENOUGH:
+            await asyncio.sleep(wait)
+        self._began = time.monotonic()
 
     async def _commit_waiting(self) -> None:
         group, self._waiting = self._waiting, []

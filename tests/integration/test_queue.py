@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from controller.config import Settings
 from controller.core.keys import TOOLS, WorkKey
 from controller.core.outcome import OrgOutcome
+from controller.daemon import settle
 from controller.daemon.listener import listen
 from controller.daemon.settle import Finished, Settler
 from controller.reconcile.runtime import Runtime
@@ -324,3 +325,64 @@ async def test_a_group_commit_chosen_as_a_deadlocks_victim_is_committed_again(
     async with runtime.engine.connect() as conn:
         statuses = {row["org_id"]: row["state"] for row in await load_status(conn)}
     assert statuses == {c.key: "synced" for c in held}
+
+
+def synced(claimed: Claim) -> Finished:
+    outcome = OrgOutcome(claimed.key, "synced", "converged")
+    return Finished(Completion(claimed, 5, 0, None), Recorded(outcome, None))
+
+
+def counting_groups(settler: Settler, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each group ``settler`` commits, in order."""
+    commit_once, groups = settler._commit_once, []
+
+    async def counted(group: list[Finished]) -> set[WorkKey]:
+        groups.append(len(group))
+        return await commit_once(group)
+
+    monkeypatch.setattr(settler, "_commit_once", counted)
+    return groups
+
+
+async def test_visits_finishing_within_a_commits_spacing_share_the_next_group(
+    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with platform.begin() as conn:
+        await seed_clinics(conn, 3)
+    await settle_tools(runtime.engine)
+    first, *others = await claim(runtime.engine, "a")
+    settler = Settler(runtime.engine)
+    groups = counting_groups(settler, monkeypatch)
+
+    assert await settler.settle(synced(first))  # a lone visit: committed at once
+    kept = await asyncio.gather(*(settler.settle(synced(c)) for c in others))
+
+    assert kept == [True, True]
+    assert groups == [1, 2]
+    async with runtime.engine.connect() as conn:
+        statuses = {row["org_id"]: row["state"] for row in await load_status(conn)}
+    assert statuses == {c.key: "synced" for c in [first, *others]}
+
+
+async def test_a_group_commit_waits_out_the_spacing_only_while_few_rows_wait(
+    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 2.0)
+    monkeypatch.setattr(settle, "GROUP_ENOUGH", 2)
+    async with platform.begin() as conn:
+        await seed_clinics(conn, 4)
+    await settle_tools(runtime.engine)
+    first, second, *enough = await claim(runtime.engine, "a")
+    settler = Settler(runtime.engine)
+
+    await settler.settle(synced(first))
+    began = time.monotonic()
+    await settler.settle(synced(second))  # alone, within the spacing: waits it out
+    waited = time.monotonic() - began
+    await asyncio.sleep(0.05)
+    began = time.monotonic()
+    await settler.settle_all([synced(c) for c in enough])  # enough to go at once
+    enough_waited = time.monotonic() - began
+
+    assert waited >= 1.9
+    assert enough_waited < 1.0  # not the 1.9 s left of the spacing

@@ -1,0 +1,70 @@
+"""While visits write, the claim loop waits for several slots to be free before it claims
+(one claim and one read of the desired state then serve several organizations), but an
+announced change ends that wait: an edit is never held for a bigger batch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from controller.daemon import claims
+from controller.daemon.claims import ClaimLoop
+from controller.daemon.metrics import Metrics
+from controller.daemon.supervisor import Daemon
+from controller.reconcile.runtime import Runtime
+from desired_state.queue import Claim, Lane
+from tests.integration.helpers import with_controller
+
+CONCURRENCY = 4
+
+
+async def busy_writing(runtime: Runtime, held: int) -> tuple[ClaimLoop, asyncio.Task[None]]:
+    """A claim loop whose visits wrote just now and which holds ``held`` claims."""
+    runtime = with_controller(runtime, concurrency=CONCURRENCY)
+    loop = Daemon(runtime, config_path=None, metrics=Metrics(), replica_id="t").claims
+    visit = asyncio.create_task(asyncio.sleep(60))
+    for _ in range(held):
+        org_id = uuid.uuid4()
+        loop.inflight[org_id] = (Claim(org_id, 1, 1, 0, Lane.BULK), visit)
+    loop._wrote_at = time.monotonic()
+    return loop, visit
+
+
+@pytest.fixture
+def long_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(claims, "GATHER_SECONDS", 30.0)
+
+
+@pytest.mark.usefixtures("long_gather")
+async def test_a_claim_waits_for_more_free_slots_while_visits_write(runtime: Runtime) -> None:
+    loop, visit = await busy_writing(runtime, held=CONCURRENCY - 1)
+    gathering = asyncio.create_task(loop._gathered(asyncio.Event()))
+    try:
+        await asyncio.sleep(0.3)
+        assert not gathering.done(), "one free slot of four is not worth a claim yet"
+
+        loop.inflight.popitem()
+        loop.wake.set()  # a visit ended: two free slots are
+        assert await asyncio.wait_for(gathering, 5) == 2
+    finally:
+        gathering.cancel()
+        visit.cancel()
+
+
+@pytest.mark.usefixtures("long_gather")
+async def test_an_announced_change_ends_the_wait_for_free_slots(runtime: Runtime) -> None:
+    loop, visit = await busy_writing(runtime, held=CONCURRENCY - 1)
+    gathering = asyncio.create_task(loop._gathered(asyncio.Event()))
+    try:
+        await asyncio.sleep(0.3)
+        assert not gathering.done()
+
+        loop.changed(str(uuid.uuid4()))  # as the listener does on NOTIFY
+        loop.wake.set()
+        assert await asyncio.wait_for(gathering, 5) == 1
+    finally:
+        gathering.cancel()
+        visit.cancel()
