@@ -460,8 +460,14 @@ def write_config(
 
 
 def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """The process's CPU seconds in user mode and in the kernel (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def runqueue_wait_s(pid: int) -> float:
@@ -531,7 +537,8 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
             )
             wall = time.monotonic() - start
             rss = [peak_rss_mb(d.pid) for d in ds]
-            daemon_cpu = [cpu_seconds(d.pid) for d in ds]
+            split = [cpu_split(d.pid) for d in ds]
+            daemon_cpu = [user + system for user, system in split]
             waited = sum(runqueue_wait_s(d.pid) for d in ds)
         counts = b.requests()
         sim_cpu = cpu_seconds(b.sim_pid)
@@ -570,6 +577,7 @@ def cold_start(args: argparse.Namespace) -> dict[str, Any]:
         "daemon_cpu_s": round(sum(daemon_cpu), 2),
         "daemon_cpu_s_each": [round(c, 2) for c in daemon_cpu],
         "cpu_ms_per_write": round(1000 * sum(daemon_cpu) / max(writes, 1), 2),
+        "daemon_kernel_share": round(sum(k for _, k in split) / max(sum(daemon_cpu), 1e-9), 3),
         "daemon_runqueue_wait_s": round(waited, 2),
         "simulator_cpu_s": round(sim_cpu, 2),
         "peak_rss_mb": round(max(rss), 1),
