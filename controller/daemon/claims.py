@@ -155,10 +155,15 @@ class ClaimRecorder:
     slot: Held | None = None
     """Given back before the group commit: the Vapi work is done, and a resync's visits
     then wait for one commit together instead of ``concurrency`` at a time."""
+    settling: set[WorkKey] | None = None
+    """Where the visit says it is done with Vapi and waits for its group commit: the claim
+    loop's room to claim leaves it out."""
 
     async def record(self, recorded: Recorded) -> bool:
         if self.slot is not None:
             self.slot.release()
+        if self.settling is not None:
+            self.settling.add(self.claimed.key)
         outcome = recorded.outcome
         error = None if outcome.converged else outcome.message
         return await self.settler.settle(
@@ -186,6 +191,8 @@ class ClaimLoop:
         self.settler = Settler(runtime.engine)
         self.slots = Slots(runtime.settings.controller.concurrency)
         self.inflight: dict[WorkKey, tuple[Claim, asyncio.Task[None]]] = {}
+        self.settling: set[WorkKey] = set()
+        """Those of ``inflight`` done with Vapi, waiting for their group commit."""
         self.leases: dict[WorkKey, ClaimLease] = {}
         """The local view of each held claim's lease (``controller.reconcile.lease``)."""
         self.wake = asyncio.Event()
@@ -258,11 +265,12 @@ class ClaimLoop:
         claimed early would wait here, holding its lane's place, while an edit made since
         waits in the queue behind it."""
         concurrency = self.runtime.settings.controller.concurrency
-        if len(self.inflight) >= concurrency:
+        busy = len(self.inflight) - len(self.settling)
+        if busy >= concurrency:
             return 0
         writing = time.monotonic() - self._wrote_at < WRITING_SECONDS
         batch = concurrency if writing else max(CLAIM_BATCH, concurrency)
-        return batch - len(self.inflight)
+        return batch - busy
 
     def changed(self, payload: str) -> None:
         """A change trigger announced an organization (the NOTIFY payload is its id)."""
@@ -332,7 +340,8 @@ class ClaimLoop:
             [
                 Finished(_completion(claimed, recorded.outcome.retry, policy, None), recorded)
                 for claimed, recorded in unchanged
-            ]
+            ],
+            spaced=False,  # the claim loop waits for it
         )
         took = time.monotonic() - since
         for claimed, recorded in unchanged:
@@ -367,12 +376,22 @@ class ClaimLoop:
                 "internal error settling a claim: {}", type(exc).__name__
             )
         finally:
-            self.health.finished(claimed)
-            self.inflight.pop(claimed.key, None)
-            self.leases.pop(claimed.key, None)
-            self.metrics.inflight.set(len(self.inflight))
+            self._ended(claimed, started)
             self.metrics.reconciles.labels(result).inc()
             self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    def _ended(self, claimed: Claim, started: float) -> None:
+        """A visit begun at ``started`` (monotonic) is over: its claim is no longer held
+        here. A change announced during it made its row due again, interactive: the next
+        claim does not wait to gather free slots."""
+        key = claimed.key
+        if isinstance(key, UUID) and self._announced.get(key, 0.0) > started:
+            self._announced_at = time.monotonic()
+        self.health.finished(claimed)
+        self.settling.discard(key)
+        self.inflight.pop(key, None)
+        self.leases.pop(key, None)
+        self.metrics.inflight.set(len(self.inflight))
 
     async def _reconcile(
         self, claimed: Claim, snapshot: Snapshot, reconcile_id: str, slot: Held
@@ -394,12 +413,12 @@ class ClaimLoop:
             error = "; ".join(tools.errors) or None
             retry: Retry = "backoff" if error else "resync"
             completion = _completion(claimed, retry, self._policy(), error)
-            kept = await self.settler.settle(Finished(completion, None))
+            kept = await self.settler.settle(Finished(completion, None), spaced=False)
             if tools.relink:
                 await self._mark_every_org_due()
             self._count_lost(claimed, kept)
             return "failed" if error else "synced"
-        recorder = ClaimRecorder(self.settler, claimed, self._policy(), slot)
+        recorder = ClaimRecorder(self.settler, claimed, self._policy(), slot, self.settling)
         outcome = await self.chain.reconcile_org(
             claimed.key,
             await self._fresh(claimed.key, snapshot),

@@ -12,6 +12,7 @@ one per organization, and a lone change is committed at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,17 +54,26 @@ class Settler:
         self._lock = asyncio.Lock()
         self._began = -COMMIT_SPACING_SECONDS
         """When (monotonic) the last group commit began."""
+        self._hurry = asyncio.Event()
+        """Set when the next group commit should not wait out the spacing."""
 
-    async def settle(self, finished: Finished) -> bool:
+    async def settle(self, finished: Finished, *, spaced: bool = True) -> bool:
         """Commit ``finished`` with whatever else is waiting; False if the lease was lost
         (the outcome is then not recorded: another replica owns the row)."""
-        return finished.completion.claimed.key in await self.settle_all([finished])
+        kept = await self.settle_all([finished], spaced=spaced)
+        return finished.completion.claimed.key in kept
 
-    async def settle_all(self, finished: Sequence[Finished]) -> set[WorkKey]:
+    async def settle_all(
+        self, finished: Sequence[Finished], *, spaced: bool = True
+    ) -> set[WorkKey]:
         """Commit all of ``finished`` (and whatever else is waiting) in one transaction;
-        returns the keys whose lease still held (at least those of ``finished``)."""
+        returns the keys whose lease still held (at least those of ``finished``).
+        ``spaced=False``: the caller must not wait out ``COMMIT_SPACING_SECONDS`` (the claim
+        loop: an edit may be waiting for its next claim); the group then goes at once."""
         mine: asyncio.Future[set[WorkKey]] = asyncio.get_running_loop().create_future()
         self._waiting.append((finished, mine))
+        if not spaced or sum(len(rows) for rows, _ in self._waiting) >= GROUP_ENOUGH:
+            self._hurry.set()
         async with self._lock:
             if not mine.done():
                 await self._spaced()
@@ -71,11 +81,14 @@ class Settler:
         return await mine
 
     async def _spaced(self) -> None:
-        """Wait out ``COMMIT_SPACING_SECONDS`` since the last group commit began, while fewer
-        than ``GROUP_ENOUGH`` rows wait: those finishing meanwhile join this group."""
+        """Wait out ``COMMIT_SPACING_SECONDS`` since the last group commit began, unless
+        hurried (``GROUP_ENOUGH`` rows wait, or a caller that must not wait joined): those
+        finishing meanwhile join this group."""
         wait = self._began + COMMIT_SPACING_SECONDS - time.monotonic()
-        if wait > 0 and sum(len(finished) for finished, _ in self._waiting) < GROUP_ENOUGH:
-            await asyncio.sleep(wait)
+        if wait > 0 and not self._hurry.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), wait)
+        self._hurry.clear()
         self._began = time.monotonic()
 
     async def _commit_waiting(self) -> None:

@@ -36,6 +36,7 @@ async def busy_writing(runtime: Runtime, held: int) -> tuple[ClaimLoop, asyncio.
 @pytest.fixture
 def long_gather(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(claims, "GATHER_SECONDS", 30.0)
+    monkeypatch.setattr(claims, "WRITING_SECONDS", 3600.0)  # writing all through the test
 
 
 @pytest.mark.usefixtures("long_gather")
@@ -64,6 +65,38 @@ async def test_an_announced_change_ends_the_wait_for_free_slots(runtime: Runtime
 
         loop.changed(str(uuid.uuid4()))  # as the listener does on NOTIFY
         loop.wake.set()
+        assert await asyncio.wait_for(gathering, 5) == 1
+    finally:
+        gathering.cancel()
+        visit.cancel()
+
+
+@pytest.mark.usefixtures("long_gather")
+async def test_visits_done_with_vapi_and_waiting_for_their_commit_leave_room_to_claim(
+    runtime: Runtime,
+) -> None:
+    loop, visit = await busy_writing(runtime, held=CONCURRENCY)
+    try:
+        assert loop._room() == 0
+        loop.settling.update(list(loop.inflight)[:2])  # as ``ClaimRecorder.record`` does
+        assert loop._room() == 2
+    finally:
+        visit.cancel()
+
+
+@pytest.mark.usefixtures("long_gather")
+async def test_a_change_announced_during_a_visit_ends_the_next_wait_for_free_slots(
+    runtime: Runtime,
+) -> None:
+    loop, visit = await busy_writing(runtime, held=CONCURRENCY - 1)
+    (edited, (claimed, _)) = next(iter(loop.inflight.items()))
+    started = time.monotonic()
+    loop.changed(str(edited))  # the organization is being visited: no claim can take it
+    loop._claimed_at = time.monotonic()  # a claim since
+    loop._ended(claimed, started)
+    loop.inflight[uuid.uuid4()] = (claimed, visit)  # one slot free again: not worth a claim
+    gathering = asyncio.create_task(loop._gathered(asyncio.Event()))
+    try:
         assert await asyncio.wait_for(gathering, 5) == 1
     finally:
         gathering.cancel()

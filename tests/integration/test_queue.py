@@ -350,6 +350,7 @@ async def test_visits_finishing_within_a_commits_spacing_share_the_next_group(
     async with platform.begin() as conn:
         await seed_clinics(conn, 3)
     await settle_tools(runtime.engine)
+    monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 2.0)  # the first commit within it
     first, *others = await claim(runtime.engine, "a")
     settler = Settler(runtime.engine)
     groups = counting_groups(settler, monkeypatch)
@@ -375,8 +376,8 @@ async def test_a_group_commit_waits_out_the_spacing_only_while_few_rows_wait(
     first, second, *enough = await claim(runtime.engine, "a")
     settler = Settler(runtime.engine)
 
-    await settler.settle(synced(first))
     began = time.monotonic()
+    await settler.settle(synced(first))
     await settler.settle(synced(second))  # alone, within the spacing: waits it out
     waited = time.monotonic() - began
     await asyncio.sleep(0.05)
@@ -384,5 +385,27 @@ async def test_a_group_commit_waits_out_the_spacing_only_while_few_rows_wait(
     await settler.settle_all([synced(c) for c in enough])  # enough to go at once
     enough_waited = time.monotonic() - began
 
-    assert waited >= 1.9
+    assert waited >= 2.0
     assert enough_waited < 1.0  # not the 1.9 s left of the spacing
+
+
+async def test_a_caller_that_must_not_wait_hurries_the_group_waiting_out_the_spacing(
+    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 30.0)
+    async with platform.begin() as conn:
+        await seed_clinics(conn, 3)
+    await settle_tools(runtime.engine)
+    first, second, third = await claim(runtime.engine, "a")
+    settler = Settler(runtime.engine)
+    groups = counting_groups(settler, monkeypatch)
+    await settler.settle(synced(first))
+
+    spacing = asyncio.create_task(settler.settle(synced(second)))  # waits out the spacing
+    await asyncio.sleep(0.3)
+    assert not spacing.done()
+    hurried = await asyncio.wait_for(settler.settle(synced(third), spaced=False), 10)
+
+    assert hurried
+    assert await asyncio.wait_for(spacing, 10)
+    assert groups == [1, 2]
