@@ -296,35 +296,12 @@ async def test_renewing_a_claim_taken_over_reports_it_lost(
     assert lost == {stale.key}
 
 
-async def test_a_group_commit_chosen_as_a_deadlocks_victim_is_committed_again(
-    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def claimed_clinics(platform: AsyncEngine, runtime: Runtime, count: int) -> list[Claim]:
+    """``count`` clinics seeded, the tools gate open, and every one claimed by "a"."""
     async with platform.begin() as conn:
-        await seed_clinics(conn, 2)
+        await seed_clinics(conn, count)
     await settle_tools(runtime.engine)
-    held = await claim(runtime.engine, "a")
-    settler = Settler(runtime.engine)
-    commit_once, tries = settler._commit_once, []
-
-    async def a_deadlock_first(group: list[Finished]) -> set[WorkKey]:
-        tries.append(len(group))
-        if len(tries) == 1:
-            raise psycopg.errors.DeadlockDetected("deadlock detected")
-        return await commit_once(group)
-
-    monkeypatch.setattr(settler, "_commit_once", a_deadlock_first)
-
-    def finished(claimed: Claim) -> Finished:
-        outcome = OrgOutcome(claimed.key, "synced", "converged")
-        return Finished(Completion(claimed, 5, 0, None), Recorded(outcome, None))
-
-    kept = await settler.settle_all([finished(c) for c in held])
-
-    assert tries == [2, 2]
-    assert kept == {c.key for c in held}
-    async with runtime.engine.connect() as conn:
-        statuses = {row["org_id"]: row["state"] for row in await load_status(conn)}
-    assert statuses == {c.key: "synced" for c in held}
+    return await claim(runtime.engine, "a")
 
 
 def synced(claimed: Claim) -> Finished:
@@ -344,14 +321,35 @@ def counting_groups(settler: Settler, monkeypatch: pytest.MonkeyPatch) -> list[i
     return groups
 
 
+async def test_a_group_commit_chosen_as_a_deadlocks_victim_is_committed_again(
+    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = await claimed_clinics(platform, runtime, 2)
+    settler = Settler(runtime.engine)
+    commit_once, tries = settler._commit_once, []
+
+    async def a_deadlock_first(group: list[Finished]) -> set[WorkKey]:
+        tries.append(len(group))
+        if len(tries) == 1:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return await commit_once(group)
+
+    monkeypatch.setattr(settler, "_commit_once", a_deadlock_first)
+
+    kept = await settler.settle_all([synced(c) for c in held])
+
+    assert tries == [2, 2]
+    assert kept == {c.key for c in held}
+    async with runtime.engine.connect() as conn:
+        statuses = {row["org_id"]: row["state"] for row in await load_status(conn)}
+    assert statuses == {c.key: "synced" for c in held}
+
+
 async def test_visits_finishing_within_a_commits_spacing_share_the_next_group(
     platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with platform.begin() as conn:
-        await seed_clinics(conn, 3)
-    await settle_tools(runtime.engine)
     monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 2.0)  # the first commit within it
-    first, *others = await claim(runtime.engine, "a")
+    first, *others = await claimed_clinics(platform, runtime, 3)
     settler = Settler(runtime.engine)
     groups = counting_groups(settler, monkeypatch)
 
@@ -370,10 +368,7 @@ async def test_a_group_commit_waits_out_the_spacing_only_while_few_rows_wait(
 ) -> None:
     monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 2.0)
     monkeypatch.setattr(settle, "GROUP_ENOUGH", 2)
-    async with platform.begin() as conn:
-        await seed_clinics(conn, 4)
-    await settle_tools(runtime.engine)
-    first, second, *enough = await claim(runtime.engine, "a")
+    first, second, *enough = await claimed_clinics(platform, runtime, 4)
     settler = Settler(runtime.engine)
 
     began = time.monotonic()
@@ -393,10 +388,7 @@ async def test_a_caller_that_must_not_wait_hurries_the_group_waiting_out_the_spa
     platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 30.0)
-    async with platform.begin() as conn:
-        await seed_clinics(conn, 3)
-    await settle_tools(runtime.engine)
-    first, second, third = await claim(runtime.engine, "a")
+    first, second, third = await claimed_clinics(platform, runtime, 3)
     settler = Settler(runtime.engine)
     groups = counting_groups(settler, monkeypatch)
     await settler.settle(synced(first))
