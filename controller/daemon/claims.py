@@ -297,7 +297,11 @@ class ClaimLoop:
         self.health.recovered()
         for claimed in tools:  # alone and first: assistants link tool ids
             self._hold(claimed, asked_at)
-            await self._work(claimed, Snapshot(DesiredState(), time.monotonic()))
+            visit = asyncio.create_task(
+                self._work(claimed, Snapshot(DesiredState(), time.monotonic()))
+            )
+            self.inflight[claimed.key] = (claimed, visit)  # held: the heartbeat renews it
+            await visit
         if tools:
             asked_at = time.monotonic()
             async with self.runtime.engine.begin() as conn:
