@@ -152,18 +152,17 @@ class ClaimRecorder:
     settler: Settler
     claimed: Claim
     policy: SchedulePolicy
+    settling: set[WorkKey]
+    """Where the visit says it is done with Vapi and waits for its group commit: the claim
+    loop's room to claim leaves it out."""
     slot: Held | None = None
     """Given back before the group commit: the Vapi work is done, and a resync's visits
     then wait for one commit together instead of ``concurrency`` at a time."""
-    settling: set[WorkKey] | None = None
-    """Where the visit says it is done with Vapi and waits for its group commit: the claim
-    loop's room to claim leaves it out."""
 
     async def record(self, recorded: Recorded) -> bool:
         if self.slot is not None:
             self.slot.release()
-        if self.settling is not None:
-            self.settling.add(self.claimed.key)
+        self.settling.add(self.claimed.key)
         outcome = recorded.outcome
         error = None if outcome.converged else outcome.message
         return await self.settler.settle(
@@ -422,7 +421,7 @@ class ClaimLoop:
                 await self._mark_every_org_due()
             self._count_lost(claimed, kept)
             return "failed" if error else "synced"
-        recorder = ClaimRecorder(self.settler, claimed, self._policy(), slot, self.settling)
+        recorder = ClaimRecorder(self.settler, claimed, self._policy(), self.settling, slot)
         outcome = await self.chain.reconcile_org(
             claimed.key,
             await self._fresh(claimed.key, snapshot),

@@ -345,6 +345,7 @@ async def test_a_group_commit_chosen_as_a_deadlocks_victim_is_committed_again(
     assert statuses == {c.key: "synced" for c in held}
 
 
+@pytest.mark.both_schemas
 async def test_visits_finishing_within_a_commits_spacing_share_the_next_group(
     platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
