@@ -53,6 +53,8 @@ a few hundred milliseconds of CPU at most, which an edit claimed next may wait."
 WRITING_SECONDS = 2.0
 """A visit wrote to Vapi this recently: claim only what can start now (see ``_room``)."""
 DOWN_RETRY_SECONDS = 2.0
+FLUSH_SECONDS = 5.0
+"""How long shutdown may spend committing what cancelled visits left for a group commit."""
 GATHER_SECONDS = 0.15
 GATHER_SHARE = 2
 """While visits write, a claim waits up to ``GATHER_SECONDS`` for 1/``GATHER_SHARE`` of the
@@ -228,8 +230,9 @@ class ClaimLoop:
                 )
 
     async def drain(self, grace_seconds: float) -> list[Claim]:
-        """Let in-flight work finish within the grace period; cancel the rest and return
-        the claims still held (the caller releases them)."""
+        """Let in-flight work finish within the grace period; cancel the rest, commit what
+        the cancelled visits left waiting for a group commit, and return the claims still
+        held (the caller releases them)."""
         tasks = {task: claimed for claimed, task in self.inflight.values()}
         if not tasks:
             return []
@@ -237,7 +240,12 @@ class ClaimLoop:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        return [tasks[task] for task in pending]  # their ``finally`` left ``inflight``
+        settled: set[WorkKey] = set()
+        with contextlib.suppress(TimeoutError):  # a failed commit hands back nothing
+            async with asyncio.timeout(FLUSH_SECONDS):
+                settled = await self.settler.flush()  # visits cancelled waiting for it
+        # their ``finally`` left ``inflight``
+        return [tasks[task] for task in pending if tasks[task].key not in settled]
 
     async def _gathered(self, stopping: asyncio.Event) -> int:
         """The room to claim, once worth a claim: while visits write, a slot freed alone

@@ -80,6 +80,16 @@ class Settler:
                 await self._commit_waiting()
         return await mine
 
+    async def flush(self) -> set[WorkKey]:
+        """Commit at once whatever waits for a group commit; returns the keys whose
+        completion landed. Shutdown's last step before it releases the claims still held: a
+        visit cancelled while it waited out the spacing has done its Vapi writes, and its
+        records and completion are in the group it left behind."""
+        async with self._lock:
+            if not self._waiting:
+                return set()
+            return await self._commit_waiting()
+
     async def _spaced(self) -> None:
         """Wait out ``COMMIT_SPACING_SECONDS`` since the last group commit began, unless
         hurried (``GROUP_ENOUGH`` rows wait, or a caller that must not wait joined): those
@@ -91,7 +101,8 @@ class Settler:
         self._hurry.clear()
         self._began = time.monotonic()
 
-    async def _commit_waiting(self) -> None:
+    async def _commit_waiting(self) -> set[WorkKey]:
+        """The keys whose completion landed (none when the commit failed)."""
         group, self._waiting = self._waiting, []
         try:
             kept = await self._commit([f for finished, _ in group for f in finished])
@@ -101,9 +112,10 @@ class Settler:
         except Exception as exc:  # every waiter sees the failure (Postgres down, say)
             for _, future in group:
                 future.set_exception(exc)
-            return
+            return set()
         for _, future in group:
             future.set_result(kept)
+        return kept
 
     async def _commit(self, group: list[Finished]) -> set[WorkKey]:
         """The group's transaction, once more if Postgres chose it as a deadlock's victim

@@ -16,7 +16,9 @@ from controller.core.keys import TOOLS, WorkKey
 from controller.core.outcome import OrgOutcome
 from controller.daemon import settle
 from controller.daemon.listener import listen
+from controller.daemon.metrics import Metrics
 from controller.daemon.settle import Finished, Settler
+from controller.daemon.supervisor import Daemon
 from controller.reconcile.runtime import Runtime
 from controller.reconcile.status import Recorded
 from desired_state import queue
@@ -402,3 +404,33 @@ async def test_a_caller_that_must_not_wait_hurries_the_group_waiting_out_the_spa
     assert hurried
     assert await asyncio.wait_for(spacing, 10)
     assert groups == [1, 2]
+
+
+async def test_shutdown_commits_what_visits_cancelled_waiting_for_their_group_left(
+    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A visit cancelled at the end of shutdown's grace while it waited out the spacing has
+    written to Vapi: its outcome is committed, and only claims with work left are released."""
+    monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 30.0)
+    first, *waiting, busy = await claimed_clinics(platform, runtime, 4)
+    loop = Daemon(runtime, config_path=None, metrics=Metrics(), replica_id="a").claims
+    await loop.settler.settle(synced(first))
+    for claimed in waiting:
+        loop.inflight[claimed.key] = (
+            claimed,
+            asyncio.create_task(loop.settler.settle(synced(claimed))),
+        )
+    loop.inflight[busy.key] = (busy, asyncio.create_task(asyncio.sleep(60)))  # still writing
+    await asyncio.sleep(0.3)
+
+    released = await asyncio.wait_for(loop.drain(grace_seconds=0.1), 10)
+
+    assert released == [busy]
+    async with runtime.engine.connect() as conn:
+        statuses = {row["org_id"]: row["state"] for row in await load_status(conn)}
+    assert {k: statuses.get(k) for k in (first.key, *(c.key for c in waiting), busy.key)} == {
+        first.key: "synced",
+        **{c.key: "synced" for c in waiting},
+        busy.key: None,
+    }
+    assert await loop.settler.flush() == set()
