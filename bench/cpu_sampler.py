@@ -9,6 +9,8 @@ timers that fire during one long call into C (a ``json.loads`` of a large page, 
 psycopg's parsing) come as one call: weighting by the CPU time itself keeps those calls'
 share. At exit (a normal one: the daemon's SIGTERM shutdown is) the CPU of each stack goes to
 OUTPUT in ``INTERVAL`` units as collapsed stacks, py-spy's raw format, for ``bench.profile``.
+A window instead of the whole run: SIGUSR1 forgets what was sampled so far, SIGUSR2 writes
+OUTPUT and stops sampling (the daemon leaves both signals alone).
 
 Why beside py-spy (``bench.run --profile``): py-spy samples wall time and counts a thread that
 is ready but waiting for a core as busy. On the 2-core benchmark machine the daemon, the
@@ -21,6 +23,8 @@ was running (the daemon's work all runs on its main thread's event loop).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import gc
 import runpy
 import signal
 import sys
@@ -39,29 +43,63 @@ class CpuSampler:
         self.stacks: defaultdict[str, float] = defaultdict(float)
         """CPU seconds by stack."""
         self._last = time.process_time()
+        self._collection: str | None = None
+        """The stack a running garbage collection is credited to."""
         roots = sorted({str(Path(p).resolve()) for p in sys.path if p}, key=len, reverse=True)
         self._roots = tuple(root.rstrip("/") + "/" for root in roots)
 
     def start(self) -> None:
         signal.signal(signal.SIGPROF, self._sample)
+        signal.signal(signal.SIGUSR1, self._restart)
+        signal.signal(signal.SIGUSR2, lambda _signum, _frame: self.write())
         signal.setitimer(signal.ITIMER_PROF, INTERVAL, INTERVAL)
+        gc.callbacks.append(self._collecting)
         atexit.register(self.write)
 
+    def _restart(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGUSR1: forget what was sampled so far (a window's start: ``steady-state``)."""
+        self.stacks.clear()
+        self._last = time.process_time()
+
     def write(self) -> None:
+        """At exit, or on SIGUSR2 (a window's end: nothing is sampled after it)."""
         signal.setitimer(signal.ITIMER_PROF, 0)
+        with contextlib.suppress(ValueError):  # written once already
+            gc.callbacks.remove(self._collecting)
         samples = {stack: max(round(cpu / INTERVAL), 1) for stack, cpu in self.stacks.items()}
-        with self.output.open("w") as out:
+        partial = self.output.with_name(self.output.name + ".partial")
+        with partial.open("w") as out:
             out.writelines(f"{stack} {n}\n" for stack, n in samples.items())
+        partial.replace(self.output)  # whole or not at all, for whoever waits for it
 
     def _sample(self, signum: int, frame: FrameType | None) -> None:
         now = time.process_time()
         spent, self._last = now - self._last, now
+        self.stacks[self._collection or self._stack(frame)] += spent
+
+    def _collecting(self, phase: str, info: dict[str, int]) -> None:
+        """The cyclic garbage collector's CPU, as a frame of its own (``collect (gc:N)``, N
+        its generation) under the code whose allocation started it. Timer signals that
+        fire during a collection are handled after it, at whatever line runs next (this
+        callback's, at its end): without this, collections were credited to lines that
+        merely follow an allocation."""
+        now = time.process_time()
+        if phase == "start":
+            stack = self._stack(sys._getframe(1))
+            self.stacks[stack] += now - self._last
+            self._collection = f"{stack};collect (gc:{info['generation']})"
+        elif self._collection is not None:
+            self.stacks[self._collection] += now - self._last
+            self._collection = None
+        self._last = now
+
+    def _stack(self, frame: FrameType | None) -> str:
         frames = []
         while frame is not None:
             code = frame.f_code
             frames.append(f"{code.co_name} ({self._short(code.co_filename)}:{frame.f_lineno})")
             frame = frame.f_back
-        self.stacks[";".join(reversed(frames))] += spent
+        return ";".join(reversed(frames))
 
     def _short(self, filename: str) -> str:
         """A module's file as py-spy names it: relative to the ``sys.path`` entry it is in."""

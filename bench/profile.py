@@ -29,6 +29,7 @@ daemon's own CPU seconds are not given."""
 OTHER = "other"
 CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     # checked in this order within one frame: the specific before the generic
+    ("garbage collection", re.compile(r"^gc::collect$")),  # bench.cpu_sampler's frame
     ("hashing", re.compile(r"^hashlib[/.]|^controller/.*::[\w.]*(fingerprint|hash|digest)", re.I)),
     ("JSON", re.compile(r"^(json|orjson|ujson|simplejson)[/.]")),
     ("logging", re.compile(r"^(loguru|logging)/|^controller/logs\.py")),

@@ -643,12 +643,26 @@ def one_shot_cold_start(args: argparse.Namespace) -> dict[str, Any]:
 
 @contextmanager
 def converged(
-    b: Bench, args: argparse.Namespace, *, resync: float = 3600, relist: float = RELIST_SECONDS
+    b: Bench,
+    args: argparse.Namespace,
+    *,
+    resync: float = 3600,
+    relist: float = RELIST_SECONDS,
+    cpu_profile: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[str], float]]:
     """A daemon that converged the seeded account without limits, then runs at the
-    scenario's rate and latency (simulator and, through hot reload, the daemon)."""
+    scenario's rate and latency (simulator and, through hot reload, the daemon).
+    ``cpu_profile``: the daemon runs under ``bench.cpu_sampler``."""
     minimum = TOOLS + 2 * args.orgs
-    with daemon(b, rate=5000, burst=200, concurrency=16, resync=resync, relist=relist) as d:
+    with daemon(
+        b,
+        rate=5000,
+        burst=200,
+        concurrency=16,
+        resync=resync,
+        relist=relist,
+        cpu_profile=cpu_profile,
+    ) as d:
         setup = wait_for(
             lambda: b.synced() == args.orgs and writes_in(b.requests()) >= minimum,
             args.timeout,
@@ -674,18 +688,24 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
     more such passes after it. The first follows the cold start, where every organization's
     last visit wrote: each goes through every step of the chain. The passes after it find
     each organization as the first left it, and are answered from its verdict
-    (``controller.reconcile.quiet``): ``--profile`` records those when there are any."""
+    (``controller.reconcile.quiet``): ``--profile`` records those when there are any.
+    ``--cpu-profile``: the first pass only, sampled by CPU time (``bench.cpu_sampler``'s
+    window)."""
     with bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b:
         numbers = b.give_numbers() if args.numbers else 0
-        with converged(b, args) as (d, setup):
+        with converged(b, args, cpu_profile=args.cpu_profile) as (d, setup):
             profiled = args.passes == 1  # else the passes after the first
             with profiling(args.profile and profiled, [d]) as folded:
                 before, cpu, start = b.requests(), cpu_seconds(d.pid), time.time()
+                if args.cpu_profile:
+                    d.send_signal(signal.SIGUSR1)
                 b.fall_due()
                 took = wait_for(
                     lambda: b.visited_since(start) >= args.orgs, 600, "a full resync pass"
                 )
                 after, cpu_after = b.requests(), cpu_seconds(d.pid)
+                if args.cpu_profile:
+                    folded = [_window_written(d, cpu_folded("bench"))]
             with profiling(args.profile and not profiled, [d]) as more_folded:
                 more = [_one_pass(b, d, args.orgs) for _ in range(args.passes - 1)]
             rss, rss_now = peak_rss_mb(d.pid), rss_mb(d.pid)
@@ -719,6 +739,14 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
         **profile,
         **observe,
     }
+
+
+def _window_written(d: subprocess.Popen[str], output: Path) -> Path:
+    """``bench.cpu_sampler``'s window ended (SIGUSR2) and written to ``output``."""
+    output.unlink(missing_ok=True)
+    d.send_signal(signal.SIGUSR2)
+    wait_for(output.exists, 30, "the CPU profile's window")
+    return output
 
 
 def _one_pass(b: Bench, d: subprocess.Popen[str], orgs: int) -> float:
@@ -981,8 +1009,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cpu-profile",
         action="store_true",
-        help="cold-start: each daemon sampled by its CPU time from inside "
-        "(bench/cpu_sampler.py), bench/results/<daemon>.cpu.folded",
+        help="cold-start, steady-state (its first pass): each daemon sampled by its CPU time "
+        "from inside (bench/cpu_sampler.py), bench/results/<daemon>.cpu.folded",
     )
     parser.add_argument(
         "--under-load",

@@ -15,6 +15,12 @@ from controller.core.desired import Baseline, fingerprint
 
 SET_LIKE_PATHS = frozenset({"model.toolIds"})
 
+_EXACT = frozenset({str, int, float, bool, type(None)})
+"""Scalar types for which ``==`` between two values of the same type is what ``_equal``
+says: such a pair that compares equal is no change (the walk's fast path)."""
+_PLAIN = _EXACT | {list}
+"""Types a decoded JSON body holds that are no ``Mapping``."""
+
 
 @dataclass(frozen=True)
 class FieldChange:
@@ -23,10 +29,18 @@ class FieldChange:
     after: Any
 
 
+def _is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, decided without the ABC's check for the types bodies
+    are made of (plain dicts, strings, numbers, lists): asked about 20 times per body, the
+    ABC's check was a seventh of a walk's time."""
+    kind = type(value)
+    return kind is dict or (kind not in _PLAIN and isinstance(value, Mapping))
+
+
 def project(desired: Any, observed: Any, path: str = "") -> Any:
     """``observed`` cut down to the shape of ``desired``: what the controller manages of it."""
-    if isinstance(desired, Mapping):
-        source = observed if isinstance(observed, Mapping) else {}
+    if _is_mapping(desired):
+        source = observed if _is_mapping(observed) else {}
         return {
             key: project(value, source.get(key), _join(path, key)) for key, value in desired.items()
         }
@@ -45,14 +59,9 @@ def diff(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[FieldC
     return changes
 
 
-_EXACT = frozenset({str, int, float, bool, type(None)})
-"""Scalar types for which ``==`` between two values of the same type is what ``_equal``
-says: such a pair that compares equal is no change (the walk's fast path)."""
-
-
 def _walk(desired: Any, observed: Any, path: str, out: list[FieldChange]) -> None:
-    if isinstance(desired, Mapping):
-        source = observed if isinstance(observed, Mapping) else {}
+    if _is_mapping(desired):
+        source = observed if _is_mapping(observed) else {}
         for key, value in desired.items():
             found = source.get(key)
             if type(value) in _EXACT and type(found) is type(value) and value == found:

@@ -51,6 +51,9 @@ class Settler:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._waiting: list[tuple[Sequence[Finished], asyncio.Future[set[WorkKey]]]] = []
+        self._rows_waiting = 0
+        """Of ``_waiting``, counted as they come: summed at every settle, the first resync
+        pass of 10,000 organizations (one visit each) spent 5% of its CPU counting."""
         self._lock = asyncio.Lock()
         self._began = -COMMIT_SPACING_SECONDS
         """When (monotonic) the last group commit began."""
@@ -72,7 +75,8 @@ class Settler:
         loop: an edit may be waiting for its next claim); the group then goes at once."""
         mine: asyncio.Future[set[WorkKey]] = asyncio.get_running_loop().create_future()
         self._waiting.append((finished, mine))
-        if not spaced or sum(len(rows) for rows, _ in self._waiting) >= GROUP_ENOUGH:
+        self._rows_waiting += len(finished)
+        if not spaced or self._rows_waiting >= GROUP_ENOUGH:
             self._hurry.set()
         async with self._lock:
             if not mine.done():
@@ -104,10 +108,13 @@ class Settler:
     async def _commit_waiting(self) -> set[WorkKey]:
         """The keys whose completion landed (none when the commit failed)."""
         group, self._waiting = self._waiting, []
+        rows = [f for finished, _ in group for f in finished]
+        self._rows_waiting -= len(rows)
         try:
-            kept = await self._commit([f for finished, _ in group for f in finished])
+            kept = await self._commit(rows)
         except asyncio.CancelledError:
             self._waiting[:0] = group  # the next one in line commits the group
+            self._rows_waiting += len(rows)
             raise
         except Exception as exc:  # every waiter sees the failure (Postgres down, say)
             for _, future in group:

@@ -93,6 +93,17 @@ def test_a_steady_resync_pass_writes_nothing_and_calls_nothing_but_the_poll(
     assert result["cold_observe_calls"] <= math.ceil(2 * ORGS / run.PAGE_CAP) + 1 + 2 + 1
 
 
+def test_a_cpu_profile_of_a_steady_pass_samples_that_pass_only(args: argparse.Namespace) -> None:
+    args.cpu_profile, args.skip_cold_observe, args.orgs = True, True, 300  # a pass of some CPU
+
+    result = run.steady_state(args)
+
+    assert [Path(p).name for p in result["profile_files"]] == ["bench.cpu.folded"]
+    # the window: the pass's CPU, not the daemon's since its start (set-up converged it)
+    assert 0 < result["profile_sampled_cpu_s"] <= result["cpu_s_per_pass"] + 0.05
+    assert sum(c["share"] for c in result["profile"].values()) == pytest.approx(1.0, abs=0.01)
+
+
 def test_phone_numbers_cost_a_steady_pass_nothing_but_their_poll(
     args: argparse.Namespace,
 ) -> None:

@@ -119,7 +119,7 @@ def test_an_id_tagged_for_another_org_blocks_with_no_action() -> None:
 
 def test_a_contested_id_blocks() -> None:
     mine = DesiredOrg(ORG, (agent(vapi_assistant_id="x"),))
-    context = AssistantContext(**{**CONTEXT.__dict__, "contested_ids": frozenset({"x"})})
+    context = dataclasses.replace(CONTEXT, contested_ids=frozenset({"x"}))
     plan = plan_org(
         org_id=ORG, desired=mine, observed=[assistant("x", None)], context=context, prune=False
     )
