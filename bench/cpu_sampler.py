@@ -23,7 +23,6 @@ was running (the daemon's work all runs on its main thread's event loop).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import gc
 import runpy
 import signal
@@ -45,6 +44,8 @@ class CpuSampler:
         self._last = time.process_time()
         self._collection: str | None = None
         """The stack a running garbage collection is credited to."""
+        self._written = False
+        """Sampling is over (SIGUSR2 or exit): nothing more is credited, or written."""
         roots = sorted({str(Path(p).resolve()) for p in sys.path if p}, key=len, reverse=True)
         self._roots = tuple(root.rstrip("/") + "/" for root in roots)
 
@@ -58,21 +59,41 @@ class CpuSampler:
 
     def _restart(self, _signum: int, _frame: FrameType | None) -> None:
         """SIGUSR1: forget what was sampled so far (a window's start: ``steady-state``)."""
-        self.stacks.clear()
-        self._last = time.process_time()
+        if not self._written:
+            self.stacks.clear()
+            self._last = time.process_time()
 
     def write(self) -> None:
-        """At exit, or on SIGUSR2 (a window's end: nothing is sampled after it)."""
+        """At exit, or on SIGUSR2 (a window's end: nothing is sampled after it, and the exit
+        writes nothing more). Called from a signal handler: it must never raise into
+        whatever the process was running."""
+        if self._written:
+            return
+        self._written = True
         signal.setitimer(signal.ITIMER_PROF, 0)
-        with contextlib.suppress(ValueError):  # written once already
-            gc.callbacks.remove(self._collecting)
-        samples = {stack: max(round(cpu / INTERVAL), 1) for stack, cpu in self.stacks.items()}
-        partial = self.output.with_name(self.output.name + ".partial")
-        with partial.open("w") as out:
-            out.writelines(f"{stack} {n}\n" for stack, n in samples.items())
-        partial.replace(self.output)  # whole or not at all, for whoever waits for it
+        gc.callbacks.remove(self._collecting)
+        try:
+            partial = self.output.with_name(self.output.name + ".partial")
+            with partial.open("w") as out:
+                out.writelines(f"{stack} {n}\n" for stack, n in self.samples().items())
+            partial.replace(self.output)  # whole or not at all, for whoever waits for it
+        except OSError as exc:
+            print(f"cpu_sampler: {self.output} not written: {exc}", file=sys.stderr)
+
+    def samples(self) -> dict[str, int]:
+        """Each stack's CPU in ``INTERVAL`` units, rounded so that they add up to the whole
+        CPU's (largest remainders first), stacks with none left out. Rounded one by one, the
+        many slivers around garbage collections each counted as a whole sample."""
+        exact = {stack: max(cpu, 0.0) / INTERVAL for stack, cpu in self.stacks.items()}
+        counts = {stack: int(units) for stack, units in exact.items()}
+        short = round(sum(exact.values())) - sum(counts.values())
+        for stack in sorted(exact, key=lambda s: exact[s] - counts[s], reverse=True)[:short]:
+            counts[stack] += 1
+        return {stack: n for stack, n in counts.items() if n}
 
     def _sample(self, signum: int, frame: FrameType | None) -> None:
+        if self._written:
+            return
         now = time.process_time()
         spent, self._last = now - self._last, now
         self.stacks[self._collection or self._stack(frame)] += spent
@@ -83,6 +104,8 @@ class CpuSampler:
         fire during a collection are handled after it, at whatever line runs next (this
         callback's, at its end): without this, collections were credited to lines that
         merely follow an allocation."""
+        if self._written:
+            return
         now = time.process_time()
         if phase == "start":
             stack = self._stack(sys._getframe(1))

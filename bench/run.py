@@ -691,6 +691,8 @@ def steady_state(args: argparse.Namespace) -> dict[str, Any]:
     (``controller.reconcile.quiet``): ``--profile`` records those when there are any.
     ``--cpu-profile``: the first pass only, sampled by CPU time (``bench.cpu_sampler``'s
     window)."""
+    if args.profile and args.cpu_profile:
+        sys.exit("steady-state: --profile (py-spy) or --cpu-profile, not both")
     with bench(args.orgs, rate=None, latency=0.0, burst=args.burst) as b:
         numbers = b.give_numbers() if args.numbers else 0
         with converged(b, args, cpu_profile=args.cpu_profile) as (d, setup):

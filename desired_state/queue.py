@@ -253,7 +253,8 @@ async def renew(
 
 async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
     """Give claims back without a result (shutdown): due at once for whoever comes next,
-    in the lane they were in."""
+    in the lane they were in. A row completed meanwhile keeps its token but has no owner
+    (a group commit that landed as its visit was cancelled): it keeps its schedule."""
     held = list(claims)
     if held:
         await conn.execute(
@@ -262,6 +263,7 @@ async def release(conn: AsyncConnection, claims: Iterable[Claim]) -> None:
                 set lease_owner = null, lease_expires_at = null, due_at = now()
                 from unnest(cast(:orgs as uuid[]), cast(:tokens as bigint[])) as c(org_id, token)
                 where w.org_id = c.org_id and w.fencing_token = c.token
+                  and w.lease_owner is not null
             """),
             {"orgs": [row_id(c.key) for c in held], "tokens": [c.token for c in held]},
         )

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
+from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from controller.core.keys import WorkKey
@@ -90,9 +91,19 @@ class Settler:
         visit cancelled while it waited out the spacing has done its Vapi writes, and its
         records and completion are in the group it left behind."""
         async with self._lock:
-            if not self._waiting:
+            waiting = [future for _, future in self._waiting]
+            if not waiting:
                 return set()
-            return await self._commit_waiting()
+            kept = await self._commit_waiting()
+        failed = [f.exception() for f in waiting]  # nobody else will ask: read here
+        if any(failed):
+            logger.warning(
+                "shutdown: the outcomes of {} finished visits could not be recorded ({}); "
+                "their creates' intents make the next visit adopt what they made",
+                len(waiting),
+                type(next(e for e in failed if e)).__name__,
+            )
+        return kept
 
     async def _spaced(self) -> None:
         """Wait out ``COMMIT_SPACING_SECONDS`` since the last group commit began, unless

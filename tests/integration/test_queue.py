@@ -8,6 +8,7 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from loguru import logger
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -434,3 +435,53 @@ async def test_shutdown_commits_what_visits_cancelled_waiting_for_their_group_le
         busy.key: None,
     }
     assert await loop.settler.flush() == set()
+    assert loop.settler._rows_waiting == 0
+
+
+async def test_a_flush_that_cannot_commit_says_so_once_and_lands_nothing(
+    platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settle, "COMMIT_SPACING_SECONDS", 30.0)
+    first, *waiting = await claimed_clinics(platform, runtime, 3)
+    settler = Settler(runtime.engine)
+    await settler.settle(synced(first))
+    visits = [asyncio.create_task(settler.settle(synced(c))) for c in waiting]
+    await asyncio.sleep(0.3)
+    for visit in visits:
+        visit.cancel()
+    await asyncio.gather(*visits, return_exceptions=True)
+
+    async def postgres_down(group: list[Finished]) -> set[WorkKey]:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(settler, "_commit_once", postgres_down)
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
+    try:
+        assert await settler.flush() == set()
+    finally:
+        logger.remove(sink)
+
+    assert len(lines) == 1
+    assert "the outcomes of 2 finished visits could not be recorded (OperationalError)" in lines[0]
+
+
+async def test_releasing_a_claim_completed_meanwhile_keeps_its_schedule(
+    platform: AsyncEngine, runtime: Runtime
+) -> None:
+    """Shutdown may release a claim whose group commit landed as its visit was cancelled:
+    the row keeps the schedule its completion gave it."""
+    (claimed,) = await claimed_clinics(platform, runtime, 1)
+    assert await Settler(runtime.engine).settle(synced(claimed))  # due in 5 s
+
+    async with runtime.engine.begin() as conn:
+        await queue.release(conn, [claimed])
+        due_in = await conn.scalar(
+            text(
+                "select extract(epoch from due_at - now()) from reconciler.work_items"
+                " where org_id = :org"
+            ),
+            {"org": claimed.key},
+        )
+
+    assert due_in > 3

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.cpu_sampler import INTERVAL
+from bench.cpu_sampler import INTERVAL, CpuSampler
 from bench.profile import FRAME
 
 BURN = """
@@ -142,3 +142,16 @@ def test_a_garbage_collection_is_a_frame_of_its_own_under_the_code_that_started_
     )
     assert collected >= 0.8 * float(collecting) / INTERVAL
     assert collected >= 10  # the collection took CPU, or the test proves nothing
+
+
+def test_samples_add_up_to_the_whole_cpu_and_slivers_are_not_each_a_sample(
+    tmp_path: Path,
+) -> None:
+    sampler = CpuSampler(tmp_path / "x.folded")
+    sampler.stacks.update(
+        {"a (m.py:1)": 2.4 * INTERVAL, "b (m.py:2)": 0.98 * INTERVAL}
+        | {f"sliver (m.py:{n})": 0.05 * INTERVAL for n in range(4)}  # around collections
+        | {"late (m.py:9)": -0.01 * INTERVAL}  # a credit the timer's order made negative
+    )
+
+    assert sampler.samples() == {"a (m.py:1)": 3, "b (m.py:2)": 1}  # 3.58 units: 4 samples
