@@ -33,9 +33,10 @@ Why: the daemon holds a large heap for as long as it runs (the informer cache, t
 per assistant) and a resync pass makes and drops millions of short-lived ones. At 700, each
 young collection traversed the young containers' references into that heap: at 20,000
 assistants, collections took about 12% of a resync pass's CPU, among them full collections
-of 0.3-0.4 s each. Most young objects are freed by their reference count long before 50,000
-more are made, so a collection finds fewer of them alive and runs 70 times less often; the
-cyclic garbage it leaves waiting is a few megabytes at most. Measured with
+of 0.3-0.4 s each. Most young objects are freed by their reference count long before
+``YOUNG_OBJECTS`` more are made, so a collection finds fewer of them alive and runs hundreds
+of times less often; the cyclic garbage it leaves waiting is a few megabytes at most (the
+peak RSS did not move from 50,000 to 200,000). Measured with
 ``bench.run steady-state --orgs 10000 --passes 4``: 0.17-0.21 ms of CPU per assistant per
 pass at 700, 0.12-0.16 at 50,000, with no full collection during the passes. At 200,000
 (issue 17): the first pass after a start, which keeps verdicts for every organization,

@@ -28,7 +28,7 @@ from desired_state.queue import Claim, Completion
 from desired_state.records import AuditEntry, Fence, WriteRecord
 from desired_state.sample import seed_clinics
 from tests.integration.claiming import claim, complete, settle_tools
-from tests.integration.helpers import agent_row, update_agent
+from tests.integration.helpers import agent_row, until, update_agent
 
 LAPSING_LEASE = 2.0
 WRITTEN_AGO = 30.0
@@ -407,6 +407,15 @@ async def test_a_caller_that_must_not_wait_hurries_the_group_waiting_out_the_spa
     assert groups == [1, 2]
 
 
+async def waiting_for_their_group(
+    settler: Settler, claims: list[Claim]
+) -> list[asyncio.Task[bool]]:
+    """A visit per claim, each settling its outcome, once all of them wait for the group."""
+    visits = [asyncio.create_task(settler.settle(synced(c))) for c in claims]
+    await until(lambda: settler._rows_waiting == len(claims), "the visits to join the group")
+    return visits
+
+
 async def test_shutdown_commits_what_visits_cancelled_waiting_for_their_group_left(
     platform: AsyncEngine, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -416,13 +425,9 @@ async def test_shutdown_commits_what_visits_cancelled_waiting_for_their_group_le
     first, *waiting, busy = await claimed_clinics(platform, runtime, 4)
     loop = Daemon(runtime, config_path=None, metrics=Metrics(), replica_id="a").claims
     await loop.settler.settle(synced(first))
-    for claimed in waiting:
-        loop.inflight[claimed.key] = (
-            claimed,
-            asyncio.create_task(loop.settler.settle(synced(claimed))),
-        )
+    visits = await waiting_for_their_group(loop.settler, waiting)
+    loop.inflight.update((c.key, (c, visit)) for c, visit in zip(waiting, visits, strict=True))
     loop.inflight[busy.key] = (busy, asyncio.create_task(asyncio.sleep(60)))  # still writing
-    await asyncio.sleep(0.3)
 
     released = await asyncio.wait_for(loop.drain(grace_seconds=0.1), 10)
 
@@ -445,8 +450,7 @@ async def test_a_flush_that_cannot_commit_says_so_once_and_lands_nothing(
     first, *waiting = await claimed_clinics(platform, runtime, 3)
     settler = Settler(runtime.engine)
     await settler.settle(synced(first))
-    visits = [asyncio.create_task(settler.settle(synced(c))) for c in waiting]
-    await asyncio.sleep(0.3)
+    visits = await waiting_for_their_group(settler, waiting)
     for visit in visits:
         visit.cancel()
     await asyncio.gather(*visits, return_exceptions=True)
